@@ -32,46 +32,125 @@ class _Strict(BaseModel):
 # dataset stage
 # --------------------------------------------------------------------------------------------
 class CorrelatedNoise(_Strict):
-    theta: Unit = Field(0.9, description="AR(1) coefficient: a_t = theta a_{t-1} + sqrt(1-theta^2) sigma eps")
-    sigma: PosFloat = Field(0.6, description="stationary std of the noise before clipping to [-1, 1]")
+    theta: Unit = Field(description="AR(1) coefficient: a_t = theta a_{t-1} + sqrt(1-theta^2) sigma eps")
+    sigma: PosFloat = Field(description="stationary std of the noise before clipping to [-1, 1]")
 
 
 class SacBehaviour(_Strict):
-    hidden: list[PosInt] = Field([256, 256], min_length=1, description="hidden sizes of actor and critics")
-    batch_size: PosInt = Field(256, description="minibatch size of the online SAC updates")
-    lr: PosFloat = Field(3e-4, description="Adam learning rate of actor, critics and temperature")
-    discount: Unit = Field(0.99, description="discount gamma")
-    polyak: Unit = Field(0.005, description="target-critic Polyak rate")
-    random_steps: NonNegInt = Field(5000, description="first env steps with uniform random actions")
-    update_every: PosInt = Field(2, description="one gradient update per this many env steps")
+    hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of actor and critics")
+    batch_size: PosInt = Field(description="minibatch size of the online SAC updates")
+    lr: PosFloat = Field(description="Adam learning rate of actor, critics and temperature")
+    discount: Unit = Field(description="discount gamma")
+    polyak: Unit = Field(description="target-critic Polyak rate")
+    random_steps: NonNegInt = Field(description="first env steps with uniform random actions")
+    update_every: PosInt = Field(description="one gradient update per this many env steps")
 
 
 class CollectSource(_Strict):
-    behaviour: Literal["uniform", "correlated", "sac_replay"] = Field(
-        "correlated", description="behaviour policy that generates the data"
+    behaviour: Literal["uniform", "correlated", "sac_replay"] = Field(description="behaviour policy that generates the data"
     )
-    transitions: PosInt = Field(200_000, description="env steps to collect (rounded up to whole episodes)")
-    correlated: CorrelatedNoise = CorrelatedNoise()
-    sac: SacBehaviour = SacBehaviour()
+    transitions: PosInt = Field(description="env steps to collect (rounded up to whole episodes)")
+    correlated: CorrelatedNoise
+    sac: SacBehaviour
 
 
 class ExorlSource(_Strict):
-    base_url: str = Field("https://dl.fbaipublicfiles.com/exorl", min_length=1, description="archive base URL")
-    method: str = Field("rnd", min_length=1, description="ExORL exploration method (archive name)")
-    max_episodes: NonNegInt = Field(0, description="use only the first N episodes (0 = all)")
-    cache_dir: str = Field("data/downloads/exorl", min_length=1, description="where finished downloads are kept")
+    base_url: str = Field(min_length=1, description="archive base URL")
+    method: str = Field(min_length=1, description="ExORL exploration method (archive name)")
+    max_episodes: NonNegInt = Field(description="use only the first N episodes (0 = all)")
+    cache_dir: str = Field(min_length=1, description="where finished downloads are kept")
 
 
 class MinariSource(_Strict):
-    dataset_ids: dict[str, str] = Field({}, description="env name -> Minari dataset id")
+    dataset_ids: dict[str, str] = Field(description="env name -> Minari dataset id")
 
 
 class DatasetParams(_Strict):
-    source: Literal["collect", "exorl", "minari"] = Field("collect", description="where the data comes from")
-    seed: Seed = Field(0, description="seed of collection (behaviour policy and env resets)")
-    collect: CollectSource = CollectSource()
-    exorl: ExorlSource = ExorlSource()
-    minari: MinariSource = MinariSource()
+    source: Literal["collect", "exorl", "minari"] = Field(description="where the data comes from")
+    seed: Seed = Field(description="seed of collection (behaviour policy and env resets)")
+    collect: CollectSource
+    exorl: ExorlSource
+    minari: MinariSource
+
+
+# --------------------------------------------------------------------------------------------
+# label stage (IQL critic -> advantages -> optimality labels), method.md §2
+# --------------------------------------------------------------------------------------------
+class LabelParams(_Strict):
+    steps: PosInt = Field(description="IQL critic + value gradient steps")
+    batch_size: PosInt = Field(description="minibatch size")
+    hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of Q and V MLPs")
+    layer_norm: bool = Field(description="LayerNorm after every hidden layer (ExORL code: on)")
+    n_q: PosInt = Field(description="Q ensemble size; targets use the min over the ensemble")
+    lr: PosFloat = Field(description="Adam learning rate of Q and V")
+    discount: Unit = Field(description="discount gamma")
+    expectile: Unit = Field(description="expectile of the value regression (IQL tau)")
+    polyak: Unit = Field(description="target-critic Polyak rate")
+    normalize_obs: bool = Field(description="normalise observations by dataset mean/std (ExORL code: off)")
+    threshold: float = Field(allow_inf_nan=False, description="label o = 1 where A > threshold")
+    threshold_inclusive: bool = Field(description="use A >= threshold (paper) instead of A > threshold (code)")
+    advantage_critic: Literal["target", "online"] = Field(description="Q used for A = min_i Q_i - V")
+    log_every: PosInt = Field(description="log losses every N steps")
+
+
+# --------------------------------------------------------------------------------------------
+# train_cfgrl stage, method.md §3
+# --------------------------------------------------------------------------------------------
+class CfgrlParams(_Strict):
+    steps: PosInt = Field(description="flow-matching gradient steps")
+    batch_size: PosInt = Field(description="minibatch size")
+    hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of the velocity MLP")
+    layer_norm: bool = Field(description="LayerNorm in the velocity MLP")
+    lr: PosFloat = Field(description="Adam learning rate")
+    label_scheme: Literal["binary_weighted", "ternary_dropout"] = Field(description="binary_weighted (ExORL code) or ternary_dropout (paper / OGBench)"
+    )
+    uncond_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="binary_weighted: weight of the unconditional flow loss"
+    )
+    label_dropout: Unit = Field(description="ternary_dropout: probability of replacing the label by null")
+    time_sampling: Literal["grid", "uniform"] = Field(description="t on the 1/flow_steps grid or U[0,1]")
+    flow_steps: PosInt = Field(description="Euler steps of the sampler (and the training time grid)")
+    time_emb_dim: PosInt = Field(description="sinusoidal time-embedding size")
+    label_emb_dim: PosInt = Field(description="learned optimality-label embedding size")
+    normalize_obs: bool = Field(description="normalise observations by dataset mean/std (ExORL code: off)")
+    log_every: PosInt = Field(description="log losses every N steps")
+
+    @field_validator("time_emb_dim")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"time_emb_dim must be even (sin and cos halves), got {v}")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# train_awr stage, method.md §4
+# --------------------------------------------------------------------------------------------
+class AwrParams(_Strict):
+    steps: PosInt = Field(description="gradient steps (all 1/beta trained side by side)")
+    batch_size: PosInt = Field(description="minibatch size")
+    hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of the policy MLP")
+    layer_norm: bool = Field(description="LayerNorm in the policy MLP")
+    lr: PosFloat = Field(description="Adam learning rate")
+    inv_betas: list[PosFloat] = Field(min_length=1, description="1/beta values")
+    max_weight: PosFloat = Field(description="clip of the AWR weight exp(A / beta)")
+    mean_clip: PosFloat = Field(description="Gaussian mean clipped to [-mean_clip, mean_clip]")
+    log_std_min: float = Field(allow_inf_nan=False, description="lower clip of the learnable log-std")
+    log_std_max: float = Field(allow_inf_nan=False, description="upper clip of the learnable log-std")
+    normalize_obs: bool = Field(description="normalise observations by dataset mean/std (ExORL code: off)")
+    log_every: PosInt = Field(description="log losses every N steps")
+
+    @model_validator(mode="after")
+    def _order(self) -> AwrParams:
+        if self.log_std_min >= self.log_std_max:
+            raise ValueError(f"log_std_min {self.log_std_min} must be below log_std_max {self.log_std_max}")
+        if len(set(self.inv_betas)) != len(self.inv_betas):
+            raise ValueError(f"duplicate value in inv_betas {self.inv_betas}")
+        return self
+
+
+class RuntimeParams(_Strict):
+    threads: NonNegInt = Field(description="torch intra-op threads (0 = torch default)")
+    compile: bool = Field(description="torch.compile the update steps (falls back to eager on failure)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,7 +159,11 @@ class DatasetParams(_Strict):
 class Params(_Strict):
     envs: list[str] = Field(min_length=1, description="dm_control tasks as domain-task, e.g. walker-run")
     seeds: list[Seed] = Field(min_length=1, description="training / evaluation seeds")
-    dataset: DatasetParams = DatasetParams()
+    dataset: DatasetParams
+    label: LabelParams
+    train_cfgrl: CfgrlParams
+    train_awr: AwrParams
+    runtime: RuntimeParams
 
     @field_validator("envs")
     @classmethod

@@ -11,12 +11,14 @@ Outputs: `data/dataset/<env>/minari/` (the dataset) and `data/dataset/<env>/stat
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
 import re
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -129,14 +131,17 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> Path:
             raise DatasetError(f"download of {url} truncated: got {got} of {expected} bytes")
         if not zipfile.is_zipfile(part):
             raise DatasetError(f"download of {url} is not a zip archive ({got} bytes)")
-        with zipfile.ZipFile(part) as z:
-            bad = z.testzip()
-            if bad is not None:
-                raise DatasetError(f"download of {url} is a corrupt zip: member {bad} fails its CRC")
+        try:
+            with zipfile.ZipFile(part) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # testzip only catches bad CRCs
+            raise DatasetError(f"download of {url} is a corrupt zip: {err}") from None
+        if bad is not None:
+            raise DatasetError(f"download of {url} is a corrupt zip: member {bad} fails its CRC")
     except urllib.error.HTTPError as err:
         part.unlink(missing_ok=True)
         raise DatasetError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError, EOFError) as err:
+    except (urllib.error.URLError, OSError, EOFError, http.client.HTTPException) as err:  # e.g. IncompleteRead
         part.unlink(missing_ok=True)
         raise DatasetError(f"download of {url} interrupted or unreachable: {err}") from None
     except BaseException:

@@ -12,3 +12,30 @@ DATA = Path("data")
 
 def dataset_dir(env: str) -> Path:
     return DATA / "dataset" / env
+
+
+def dataset_root(env: str) -> Path:
+    """The Minari datasets root of an env's dataset."""
+    return dataset_dir(env) / "minari"
+
+
+def label_dir(env: str, seed: int) -> Path:
+    return DATA / "label" / env / f"seed{seed}"
+
+
+def cfgrl_dir(env: str, seed: int) -> Path:
+    return DATA / "train_cfgrl" / env / f"seed{seed}"
+
+
+def awr_dir(env: str, seed: int) -> Path:
+    return DATA / "train_awr" / env / f"seed{seed}"
+
+
+def check_env_seed(params, env: str, seed: int | None = None) -> None:
+    """A stage CLI only runs envs and seeds that params.yaml declares (so outputs match the DAG)."""
+    import typer
+
+    if env not in params.envs:
+        raise typer.BadParameter(f"env {env!r} is not in params envs {params.envs}", param_hint="--env")
+    if seed is not None and seed not in params.seeds:
+        raise typer.BadParameter(f"seed {seed} is not in params seeds {params.seeds}", param_hint="--seed")
