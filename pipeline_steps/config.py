@@ -201,6 +201,8 @@ def _format_errors(err: ValidationError, path: str) -> str:
             lines.append(f"  {key} = {value!r}: unknown key")
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
+        elif not e["loc"]:  # a check across sections: its message names the keys
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key} = {value!r}: {e['msg']}")
     return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""Shared fixtures: params built from the repo's params.yaml, raw dm_control rollouts in the ExORL
+layout, and a local HTTP server for the download path."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # nothing renders
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The flat-observation order the pipeline promises (dm_control's observation_spec order, as ExORL
+# flattened it). Written out here, not read from the wrapper, so the tests check it independently.
+OBS_ORDER = {
+    "walker": ["orientations", "height", "velocity"],
+    "cheetah": ["position", "velocity"],
+}
+
+
+def pytest_configure(config):
+    # Minari nags about author / permalink metadata on every dataset it writes.
+    config.addinivalue_line("filterwarnings", r"ignore:`(code_permalink|author|author_email)` is set to None")
+
+
+# --------------------------------------------------------------------------------------------
+# params
+# --------------------------------------------------------------------------------------------
+def repo_params_raw() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> dict:
+    """raw['a']['b']['c'] = value for key 'a.b.c' (intermediate mappings created as needed)."""
+    *parents, last = key.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return raw
+
+
+def raw_params(overrides: dict[str, Any] | None = None) -> dict:
+    """A deep copy of the repo's params.yaml with dotted-key overrides applied."""
+    raw = copy.deepcopy(repo_params_raw())
+    for k, v in (overrides or {}).items():
+        set_dotted(raw, k, v)
+    return raw
+
+
+def make_params(overrides: dict[str, Any] | None = None):
+    from pipeline_steps.config import parse_params
+
+    return parse_params(raw_params(overrides))
+
+
+# --------------------------------------------------------------------------------------------
+# raw dm_control (independent of pipeline_steps.envs)
+# --------------------------------------------------------------------------------------------
+def flat_obs(domain: str, observation) -> np.ndarray:
+    return np.concatenate([np.asarray(observation[k], np.float64).reshape(-1) for k in OBS_ORDER[domain]])
+
+
+def exorl_rollout(domain: str, task: str, seed: int, steps: int = 1000) -> dict[str, np.ndarray]:
+    """One episode in the ExORL npz layout: index 0 is the reset step with a dummy (zero) action."""
+    from dm_control import suite
+
+    env = suite.load(domain, task, task_kwargs={"random": seed})
+    rng = np.random.default_rng(seed)
+    act_dim = env.action_spec().shape[0]
+    ts = env.reset()
+    obs, act, rew, disc, phys = [flat_obs(domain, ts.observation)], [np.zeros(act_dim)], [0.0], [1.0], []
+    phys.append(env.physics.get_state().copy())
+    for _ in range(steps):
+        a = rng.uniform(-1.0, 1.0, act_dim)
+        ts = env.step(a)
+        obs.append(flat_obs(domain, ts.observation))
+        act.append(a)
+        rew.append(ts.reward)
+        disc.append(ts.discount)
+        phys.append(env.physics.get_state().copy())
+    return {
+        "observation": np.asarray(obs, np.float32),
+        "action": np.asarray(act, np.float32),
+        "reward": np.asarray(rew, np.float32)[:, None],
+        "discount": np.asarray(disc, np.float32)[:, None],
+        "physics": np.asarray(phys, np.float64),
+    }
+
+
+def dmc_task_rewards(domain: str, task: str, physics: np.ndarray) -> np.ndarray:
+    """task.get_reward of each physics state, on a fresh raw dm_control env."""
+    from dm_control import suite
+
+    env = suite.load(domain, task)
+    out = []
+    for p in physics:
+        with env.physics.reset_context():
+            env.physics.set_state(p)
+        out.append(env.task.get_reward(env.physics))
+    return np.asarray(out, np.float64)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def make_zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def episode_name(idx: int, ep: dict[str, np.ndarray], prefix: str = "") -> str:
+    return f"{prefix}buffer/episode_{idx:06d}_{len(ep['observation'])}.npz"
+
+
+@pytest.fixture(scope="session")
+def walker_exorl_episodes() -> list[dict[str, np.ndarray]]:
+    """Two 1000-step walker-run episodes (random actions) in the ExORL layout."""
+    return [exorl_rollout("walker", "run", seed) for seed in (11, 12)]
+
+
+# --------------------------------------------------------------------------------------------
+# local HTTP server
+# --------------------------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # chunked responses need 1.1
+    timeout = 10  # socket timeout: a stuck client cannot hold a handler thread forever
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        srv: FileServer = self.server.owner
+        srv.requests.append(self.path)
+        route = srv.routes.get(self.path)
+        if route is None:
+            self.send_error(404, "Not Found")
+            return
+        kind, body = route
+        self.close_connection = True
+        if kind == "ok":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        elif kind == "short":  # promise more bytes than are sent, then close
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) + 4096))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        elif kind == "chunked_cut":  # chunked transfer, connection dropped inside the second chunk
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            half = len(body) // 2
+            self.wfile.write(b"%x\r\n" % half + body[:half] + b"\r\n")
+            self.wfile.write(b"%x\r\n" % (len(body) - half) + body[half : half + 100])
+        elif kind == "stall":  # headers, a few bytes, then silence
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body[:10])
+            self.wfile.flush()
+            srv.release.wait(5)
+        else:
+            raise AssertionError(kind)
+        self.wfile.flush()
+
+
+class FileServer:
+    """routes: URL path -> (kind, body); requests: every path requested, in order."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[str, bytes]] = {}
+        self.requests: list[str] = []
+        self.release = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def count(self, path: str) -> int:
+        return self.requests.count(path)
+
+
+@pytest.fixture
+def http_server(monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    srv = FileServer()
+    srv.thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+        srv.thread.join(timeout=5)
+        assert not srv.thread.is_alive()
