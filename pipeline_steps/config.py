@@ -148,6 +148,25 @@ class AwrParams(_Strict):
         return self
 
 
+# --------------------------------------------------------------------------------------------
+# evaluate stage
+# --------------------------------------------------------------------------------------------
+class EvaluateParams(_Strict):
+    guidance_ws: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, description="guidance weights w to evaluate (w = 0 is flow BC)"
+    )
+    episodes: PosInt = Field(description="evaluation episodes per setting (w or 1/beta)")
+    drift_states: PosInt = Field(description="dataset states on which the drift of pi_w from flow BC is measured")
+    timing_repeats: PosInt = Field(description="repeats of the per-action wall-clock measurement")
+
+    @field_validator("guidance_ws")
+    @classmethod
+    def _unique_ws(cls, ws: list[float]) -> list[float]:
+        if len(set(ws)) != len(ws):
+            raise ValueError(f"duplicate value in guidance_ws {ws}")
+        return ws
+
+
 class RuntimeParams(_Strict):
     threads: NonNegInt = Field(description="torch intra-op threads (0 = torch default)")
     compile: bool = Field(description="torch.compile the update steps (falls back to eager on failure)")
@@ -163,6 +182,7 @@ class Params(_Strict):
     label: LabelParams
     train_cfgrl: CfgrlParams
     train_awr: AwrParams
+    evaluate: EvaluateParams
     runtime: RuntimeParams
 
     @field_validator("envs")

@@ -79,7 +79,7 @@ def dataset_id(env_name: str, source: str) -> str:
 def _minari_root(root: Path):
     """Point Minari (which reads MINARI_DATASETS_PATH at call time) at `root` for a block."""
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())  # Minari mangles relative roots
     try:
         yield
     finally:

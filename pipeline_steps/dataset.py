@@ -25,7 +25,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from pipeline_steps import paths
+from pipeline_steps import paths, tracking
 from pipeline_steps.config import CollectSource, ExorlSource, MinariSource, Params, load_params
 from pipeline_steps.data import Episode, DatasetError, dataset_stats, write_json_atomic, write_minari
 from pipeline_steps.envs import FlatDmControl, episode_seed, make_env, split_env_name
@@ -285,7 +285,10 @@ def main(
     p = load_params(params)
     if env not in p.envs:
         raise typer.BadParameter(f"env {env!r} is not in params envs {p.envs}", param_hint="--env")
-    run(p, env, out or paths.dataset_dir(env))
+    out_dir = out or paths.dataset_dir(env)
+    with tracking.stage_run("dataset", {"dataset": p.dataset.model_dump()}, env=env) as tracked:
+        run(p, env, out_dir)
+        tracked.mirror(out_dir)
 
 
 if __name__ == "__main__":

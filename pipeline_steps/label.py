@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import typer
 
-from pipeline_steps import paths
+from pipeline_steps import paths, tracking
 from pipeline_steps.algorithms.iql import IQL, optimality_labels
 from pipeline_steps.config import Params, load_params
 from pipeline_steps.data import load_transitions, write_json_atomic
@@ -99,7 +99,10 @@ def main(
     """Train the IQL critic and write advantages and optimality labels."""
     p = load_params(params)
     paths.check_env_seed(p, env, seed)
-    run(p, env, seed, paths.dataset_root(env), out or paths.label_dir(env, seed))
+    out_dir = out or paths.label_dir(env, seed)
+    with tracking.stage_run("label", {"label": p.label.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
+        run(p, env, seed, paths.dataset_root(env), out_dir)
+        tracked.mirror(out_dir)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,11 @@ def check_env_seed(params, env: str, seed: int | None = None) -> None:
         raise typer.BadParameter(f"env {env!r} is not in params envs {params.envs}", param_hint="--env")
     if seed is not None and seed not in params.seeds:
         raise typer.BadParameter(f"seed {seed} is not in params seeds {params.seeds}", param_hint="--seed")
+
+
+def evaluate_dir(env: str, seed: int) -> Path:
+    return DATA / "evaluate" / env / f"seed{seed}"
+
+
+def plots_dir(env: str) -> Path:
+    return DATA / "plots" / env

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline_steps import paths
+from pipeline_steps import paths, tracking
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.config import AwrParams, Params, load_params
 from pipeline_steps.data import write_json_atomic
@@ -75,8 +75,11 @@ def main(
     """Train the AWR baselines, one per 1/beta."""
     p = load_params(params)
     paths.check_env_seed(p, env, seed)
-    run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz",
-        out or paths.awr_dir(env, seed))
+    out_dir = out or paths.awr_dir(env, seed)
+    with tracking.stage_run("train_awr", {"train_awr": p.train_awr.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
+        run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz",
+        out_dir)
+        tracked.mirror(out_dir)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 import typer
 
-from pipeline_steps import paths
+from pipeline_steps import paths, tracking
+from pipeline_steps.algorithms.awr import weight_concentration
 from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.config import CfgrlParams, Params, load_params
 from pipeline_steps.data import write_json_atomic
@@ -31,6 +33,15 @@ from pipeline_steps.training import (
 log = logging.getLogger(__name__)
 
 
+def loss_weight_concentration(optimal: torch.Tensor, cfg: CfgrlParams) -> dict[str, float]:
+    """How concentrated CFGRL's per-sample loss weights are per batch, comparable to AWR's weights:
+    binary_weighted weighs a sample o + uncond_weight; ternary_dropout weighs every sample 1."""
+    w = optimal.float() + cfg.uncond_weight if cfg.label_scheme == "binary_weighted" else torch.ones(len(optimal))
+    n = len(w) // cfg.batch_size * cfg.batch_size
+    batches = w[:n].reshape(-1, cfg.batch_size) if n else w[None]  # [n_batches, B]
+    return {f"weight_{k}": float(v.mean()) for k, v in weight_concentration(batches).items()}
+
+
 def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Path, out_dir: Path) -> dict:
     cfg = params.train_cfgrl
     out_dir = Path(out_dir)
@@ -46,7 +57,8 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     check_finite_parameters(agent, "CFGRL velocity net")
     final = train_log.iloc[-1].to_dict()
     metrics = {"actor_loss": final["actor/loss"], "ms_per_update": 1000 * sec, "steps": cfg.steps,
-               "positive_frac": float(data["optimal"].float().mean())}
+               "positive_frac": float(data["optimal"].float().mean()),
+               **loss_weight_concentration(data["optimal"], cfg)}
     save_checkpoint(
         {"kind": "cfgrl", "env": env, "seed": seed, "obs_dim": obs_dim, "act_dim": act_dim,
          "config": cfg.model_dump(), "state_dict": agent.state_dict()},
@@ -75,8 +87,11 @@ def main(
     """Train the CFGRL flow policy."""
     p = load_params(params)
     paths.check_env_seed(p, env, seed)
-    run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz",
-        out or paths.cfgrl_dir(env, seed))
+    out_dir = out or paths.cfgrl_dir(env, seed)
+    with tracking.stage_run("train_cfgrl", {"train_cfgrl": p.train_cfgrl.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
+        run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz",
+        out_dir)
+        tracked.mirror(out_dir)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,11 @@ class Mish(nn.Module):
         return _MishFunction.apply(x)
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool) -> nn.Sequential:
+def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool, activation=Mish) -> nn.Sequential:
     """Linear -> [LayerNorm] -> Mish per hidden layer, then a linear head (the ExORL code's MLP)."""
     layers: list[nn.Module] = []
     for h in hidden:
-        layers += [nn.Linear(in_dim, h)] + ([nn.LayerNorm(h)] if layer_norm else []) + [Mish()]
+        layers += [nn.Linear(in_dim, h)] + ([nn.LayerNorm(h)] if layer_norm else []) + [activation()]
         in_dim = h
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
@@ -71,11 +71,12 @@ class EnsembleLayerNorm(nn.Module):
         return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
 
 
-def ensemble_mlp(n: int, in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool) -> nn.Sequential:
+def ensemble_mlp(n: int, in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool,
+                 activation=Mish) -> nn.Sequential:
     """n MLPs (as `mlp`) evaluated together: [n, B, in] -> [n, B, out]."""
     layers: list[nn.Module] = []
     for h in hidden:
-        layers += [EnsembleLinear(n, in_dim, h)] + ([EnsembleLayerNorm(n, h)] if layer_norm else []) + [Mish()]
+        layers += [EnsembleLinear(n, in_dim, h)] + ([EnsembleLayerNorm(n, h)] if layer_norm else []) + [activation()]
         in_dim = h
     layers.append(EnsembleLinear(n, in_dim, out_dim))
     return nn.Sequential(*layers)

@@ -1,0 +1,190 @@
+"""Stage `evaluate`: the w-sweep of CFGRL and the 1/beta-sweep of AWR in the env.
+
+All (w, episode) pairs run in lockstep as one batch: one network call per flow step for every env
+and both guidance branches (`CFGRL.sample_actions` with a per-env w), envs stepped together. Every
+setting sees the same start states (reset seeds depend on (seed, episode) only) and every CFGRL
+episode has its own noise generator, so the batched sweep returns exactly what a sequential loop
+over the same seeds returns. Evaluating new w values needs no retraining: only this stage reruns.
+
+Writes to data/evaluate/<env>/seed<seed>/:
+  episodes.csv  method, w / inv_beta, seed, episode, return, length (one row per episode)
+  summary.csv   per setting: mean, std, 95% CI of the return, and for CFGRL the drift from flow BC
+  metrics.json  the summary as DVC metrics, plus the wall-clock cost per action of both policies
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+import torch
+import typer
+
+from pipeline_steps import paths, tracking
+from pipeline_steps.algorithms.awr import AWR
+from pipeline_steps.algorithms.cfgrl import CFGRL
+from pipeline_steps.config import Params, load_params
+from pipeline_steps.data import load_transitions, write_json_atomic
+from pipeline_steps.envs import make_env
+from pipeline_steps.rollouts import ActFn, run_lockstep
+from pipeline_steps.train_awr import load_policies
+from pipeline_steps.train_cfgrl import load_policy
+from pipeline_steps.training import setup_torch, write_csv_atomic
+
+log = logging.getLogger(__name__)
+_EVAL_TAG = 7  # separates evaluation seeds from the dataset's collection seeds
+
+
+def eval_reset_seed(seed: int, episode: int) -> int:
+    """Start-state seed of evaluation episode `episode` (< 2**32; independent of w and method)."""
+    return int(np.random.SeedSequence([_EVAL_TAG, seed, episode]).generate_state(1, np.uint32)[0])
+
+
+def cfgrl_act_fn(agent: CFGRL, ws: np.ndarray, noise_seeds: list[int]) -> ActFn:
+    """Env i samples with guidance w = ws[i] and its own noise generator (seeded noise_seeds[i])."""
+    gens = [torch.Generator().manual_seed(s) for s in noise_seeds]
+    w_all = torch.as_tensor(ws, dtype=torch.float32)
+
+    def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        noise = torch.stack([torch.randn(agent.act_dim, generator=gens[i]) for i in idx])  # [n, A]
+        return agent.sample_actions(obs, w_all[idx], noise=noise)
+
+    return act
+
+
+def awr_act_fn(agent: AWR, policy_index: np.ndarray) -> ActFn:
+    """Env i acts with the mean action of AWR policy policy_index[i]."""
+
+    def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        actions = agent.sample_actions(obs)  # [K, n, A]
+        return actions[policy_index[idx], torch.arange(len(idx))]
+
+    return act
+
+
+def check_dims(env_name: str, obs_dim: int, act_dim: int, what: str) -> None:
+    env = make_env(env_name)
+    want = (env.observation_space.shape[0], env.action_space.shape[0])
+    env.close()
+    if (obs_dim, act_dim) != want:
+        raise ValueError(f"{what}: trained for observation size {obs_dim} / action size {act_dim}, "
+                         f"but {env_name} has {want[0]} / {want[1]}")
+
+
+def ci95(x: np.ndarray) -> float:
+    """Half-width of the 95% t-interval of the mean."""
+    if len(x) < 2:
+        return float("nan")
+    return float(scipy.stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+
+
+@torch.no_grad()
+def drift_from_bc(agent: CFGRL, obs: torch.Tensor, ws: list[float], seed: int) -> dict[float, float]:
+    """E ||a_w - a_0||^2 over the given states with the same noise for every w (a_0: flow BC)."""
+    noise = torch.randn(len(obs), agent.act_dim, generator=torch.Generator().manual_seed(seed))
+    a_bc = agent.sample_actions(obs, 0.0, noise=noise)
+    return {w: float((agent.sample_actions(obs, w, noise=noise) - a_bc).square().sum(-1).mean()) for w in ws}
+
+
+@torch.no_grad()
+def time_per_action(fn, repeats: int) -> float:
+    """Median wall-clock seconds of fn() (one action for one state)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (method, setting), g in episodes.groupby(["method", "setting"], sort=False):
+        r = g["return"].to_numpy()
+        rows.append({"method": method, "setting": setting, "episodes": len(r), "return_mean": r.mean(),
+                     "return_std": r.std(ddof=1) if len(r) > 1 else 0.0, "return_ci95": ci95(r)})
+    return pd.DataFrame(rows)
+
+
+def run(params: Params, env: str, seed: int, dataset_root: Path, cfgrl_path: Path, awr_path: Path,
+        out_dir: Path) -> pd.DataFrame:
+    cfg = params.evaluate
+    out_dir = Path(out_dir)
+    setup_torch(seed, params.runtime)
+    cfgrl, awr = load_policy(cfgrl_path), load_policies(awr_path)
+    check_dims(env, cfgrl.obs_norm.mean.shape[0], cfgrl.act_dim, str(cfgrl_path))
+    check_dims(env, awr.obs_norm.mean.shape[0], awr.policies.log_std.shape[-1], str(awr_path))
+    ws, inv_betas, n_ep = cfg.guidance_ws, awr.cfg.inv_betas, cfg.episodes
+    reset_seeds = [eval_reset_seed(seed, e) for e in range(n_ep)]
+
+    # CFGRL: all (w, episode) pairs in one lockstep batch
+    w_of_env = np.repeat(ws, n_ep)
+    noise_seeds = [eval_reset_seed(seed + 1, e) + j for j, e in enumerate(np.tile(np.arange(n_ep), len(ws)))]
+    t0 = time.perf_counter()
+    ret_c, len_c = run_lockstep(env, reset_seeds * len(ws), cfgrl_act_fn(cfgrl, w_of_env, noise_seeds))
+    t_cfgrl = time.perf_counter() - t0
+    # AWR: all (1/beta, episode) pairs in one lockstep batch
+    k_of_env = np.repeat(np.arange(len(inv_betas)), n_ep)
+    t0 = time.perf_counter()
+    ret_a, len_a = run_lockstep(env, reset_seeds * len(inv_betas), awr_act_fn(awr, k_of_env))
+    t_awr = time.perf_counter() - t0
+
+    episodes = pd.concat([
+        pd.DataFrame({"method": "cfgrl", "setting": w_of_env, "seed": seed,
+                      "episode": np.tile(np.arange(n_ep), len(ws)), "return": ret_c, "length": len_c}),
+        pd.DataFrame({"method": "awr", "setting": np.repeat(inv_betas, n_ep), "seed": seed,
+                      "episode": np.tile(np.arange(n_ep), len(inv_betas)), "return": ret_a, "length": len_a}),
+    ], ignore_index=True)
+    summary = summarize(episodes)
+
+    tr = load_transitions(dataset_root)
+    idx = np.random.default_rng(seed).choice(len(tr), min(cfg.drift_states, len(tr)), replace=False)
+    drift = drift_from_bc(cfgrl, torch.from_numpy(tr.observations[np.sort(idx)]), ws, seed)
+    summary["drift_from_bc"] = [drift[s] if m == "cfgrl" else np.nan for m, s in zip(summary.method, summary.setting)]
+
+    one_obs = torch.from_numpy(tr.observations[:1])
+    timing = {
+        "cfgrl_ms_per_action": 1000 * time_per_action(lambda: cfgrl.sample_actions(one_obs, 1.0), cfg.timing_repeats),
+        "awr_ms_per_action": 1000 * time_per_action(lambda: awr.sample_actions(one_obs), cfg.timing_repeats),
+        "cfgrl_sweep_seconds": t_cfgrl,
+        "awr_sweep_seconds": t_awr,
+    }
+    timing["cfgrl_over_awr_cost"] = timing["cfgrl_ms_per_action"] / timing["awr_ms_per_action"]
+    metrics = {
+        "dataset_return_mean": float(tr.episode_returns.mean()),
+        **{f"{r.method}/{'w' if r.method == 'cfgrl' else 'inv_beta'}={r.setting:g}/return_mean": r.return_mean
+           for r in summary.itertuples()},
+        "cfgrl_best_w": float(summary[summary.method == "cfgrl"].sort_values("return_mean").setting.iloc[-1]),
+        "timing": timing,
+    }
+    write_csv_atomic(episodes, out_dir / "episodes.csv")
+    write_csv_atomic(summary, out_dir / "summary.csv")
+    write_json_atomic(metrics, out_dir / "metrics.json")
+    log.info("evaluate %s seed%d:\n%s", env, seed, summary.to_string(index=False))
+    return summary
+
+
+def main(
+    env: str = typer.Option(..., help="dm_control task, e.g. walker-run"),
+    seed: int = typer.Option(..., help="training seed (must be in params seeds)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    out: Path = typer.Option(None, help="output dir (default data/evaluate/<env>/seed<seed>)"),
+):
+    """Evaluate CFGRL at every w and AWR at every 1/beta."""
+    p = load_params(params)
+    paths.check_env_seed(p, env, seed)
+    out_dir = out or paths.evaluate_dir(env, seed)
+    with tracking.stage_run("evaluate", {"evaluate": p.evaluate.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
+        run(p, env, seed, paths.dataset_root(env), paths.cfgrl_dir(env, seed) / "policy.pt",
+        paths.awr_dir(env, seed) / "policies.pt", out_dir)
+        tracked.mirror(out_dir)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    typer.run(main)

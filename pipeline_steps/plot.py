@@ -1,0 +1,163 @@
+"""Stage `plot`: PNG figures of one env, built only from the stage output files.
+
+Reads data/evaluate/<env>/seed*/summary.csv + episodes.csv, data/dataset/<env>/stats.json,
+data/label/<env>/seed*/labels.npz + metrics.json, data/train_awr/<env>/seed*/train_log.csv and
+data/train_cfgrl/<env>/seed*/metrics.json. Writes to data/plots/<env>/:
+  return_vs_w.png            CFGRL return vs w (symlog axis, 95% CI band), AWR return vs 1/beta on the
+                             same axis, reference lines for the dataset's mean return and flow BC (w = 0)
+  drift_vs_w.png             E||a_w - a_0||^2: how far pi_w moves from flow BC
+  advantage_hist.png         advantages with the label threshold
+  weight_concentration.png   AWR weight ESS fraction / top-1% share over training vs CFGRL's loss weights
+  results.csv                the numbers behind return_vs_w.png (mean and 95% CI per setting)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import typer  # noqa: E402
+
+from pipeline_steps import paths  # noqa: E402
+from pipeline_steps.config import Params, load_params  # noqa: E402
+from pipeline_steps.evaluate import ci95  # noqa: E402
+from pipeline_steps.training import write_csv_atomic  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def aggregate(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% CI per (method, setting): over episodes with one seed, over seed means with several."""
+    rows = []
+    for (method, setting), g in episodes.groupby(["method", "setting"]):
+        per_seed = g.groupby("seed")["return"].mean().to_numpy()
+        values = per_seed if len(per_seed) > 1 else g["return"].to_numpy()
+        rows.append({"method": method, "setting": setting, "seeds": len(per_seed), "return_mean": values.mean(),
+                     "return_ci95": ci95(values), "ci_over": "seeds" if len(per_seed) > 1 else "episodes"})
+    return pd.DataFrame(rows).sort_values(["method", "setting"]).reset_index(drop=True)
+
+
+def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    c = res[res.method == "cfgrl"]
+    a = res[res.method == "awr"]
+    ax.plot(c.setting, c.return_mean, "o-", color="C0", label="CFGRL (x = w)")
+    ax.fill_between(c.setting, c.return_mean - c.return_ci95.fillna(0), c.return_mean + c.return_ci95.fillna(0),
+                    color="C0", alpha=0.2)
+    ax.errorbar(a.setting, a.return_mean, yerr=a.return_ci95.fillna(0), fmt="s--", color="C3", capsize=3,
+                label="AWR (x = 1/beta)")
+    ax.axhline(dataset_return, color="gray", ls=":", label=f"dataset mean ({dataset_return:.0f})")
+    bc = c[c.setting == 0]
+    if len(bc):
+        ax.axhline(float(bc.return_mean.iloc[0]), color="C0", ls=":", alpha=0.7,
+                   label=f"flow BC, w = 0 ({float(bc.return_mean.iloc[0]):.0f})")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("guidance weight w  /  AWR 1/beta  (symlog)")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"{env}: return vs guidance (mean, 95% CI over {res.ci_over.iloc[0]})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_drift(summaries: pd.DataFrame, env: str, path: Path) -> None:
+    d = summaries[summaries.method == "cfgrl"].groupby("setting")["drift_from_bc"].mean()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.plot(d.index, d.values, "o-")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("guidance weight w (symlog)")
+    ax.set_ylabel("E ||a_w - a_0||^2 on dataset states")
+    ax.set_title(f"{env}: drift of pi_w from flow BC")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_advantages(advs: dict[int, np.ndarray], threshold: float, env: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    lo, hi = np.quantile(np.concatenate(list(advs.values())), [0.001, 0.999])
+    for seed, adv in advs.items():
+        frac = float((adv > threshold).mean())
+        ax.hist(adv, bins=100, range=(lo, hi), histtype="step", label=f"seed {seed}: {frac:.1%} above threshold")
+    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:g}")
+    ax.set_xlabel("advantage A = min Q(s,a) - V(s)")
+    ax.set_ylabel("transitions")
+    ax.set_title(f"{env}: advantages and optimality labels")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_concentration(awr_logs: dict[int, pd.DataFrame], cfgrl_metrics: dict[int, dict], env: str,
+                       path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
+    for key, ax, label in [("ess_frac", axes[0], "effective sample size / batch size"),
+                           ("top1pct_share", axes[1], "weight share of the top 1% samples")]:
+        for seed, df in awr_logs.items():
+            cols = [c for c in df.columns if c.endswith(f"/{key}")]
+            for i, col in enumerate(cols):
+                name = col.split("/")[1].replace("inv_beta=", "AWR 1/beta=")
+                ax.plot(df.step, df[col], color=f"C{i}", alpha=0.8, label=name if seed == min(awr_logs) else None)
+        for seed, m in cfgrl_metrics.items():
+            if f"weight_{key}" in m:
+                ax.axhline(m[f"weight_{key}"], color="k", ls="--", label="CFGRL loss weights" if seed == min(cfgrl_metrics) else None)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{env}: how concentrated the per-sample loss weights are (per batch)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = params.seeds
+    episodes = pd.concat([pd.read_csv(paths.evaluate_dir(env, s) / "episodes.csv") for s in seeds])
+    summaries = pd.concat([pd.read_csv(paths.evaluate_dir(env, s) / "summary.csv") for s in seeds])
+    stats = json.loads((paths.dataset_dir(env) / "stats.json").read_text())
+    res = aggregate(episodes)
+    res.insert(0, "env", env)
+    res["dataset_return_mean"] = stats["return_mean"]
+    plot_return_vs_w(res, stats["return_mean"], env, out_dir / "return_vs_w.png")
+    plot_drift(summaries, env, out_dir / "drift_vs_w.png")
+    advs = {s: np.load(paths.label_dir(env, s) / "labels.npz")["advantages"] for s in seeds}
+    plot_advantages(advs, params.label.threshold, env, out_dir / "advantage_hist.png")
+    awr_logs = {s: pd.read_csv(paths.awr_dir(env, s) / "train_log.csv") for s in seeds}
+    cfgrl_metrics = {s: json.loads((paths.cfgrl_dir(env, s) / "metrics.json").read_text()) for s in seeds}
+    plot_concentration(awr_logs, cfgrl_metrics, env, out_dir / "weight_concentration.png")
+    write_csv_atomic(res, out_dir / "results.csv")
+    return res
+
+
+def main(
+    env: str = typer.Option(..., help="dm_control task, e.g. walker-run"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    out: Path = typer.Option(None, help="output dir (default data/plots/<env>)"),
+):
+    """Draw the figures of one env from the stage outputs."""
+    p = load_params(params)
+    paths.check_env_seed(p, env)
+    out_dir = out or paths.plots_dir(env)
+    with tracking.stage_run("plot", {"seeds": p.seeds, "label.threshold": p.label.threshold}, env=env) as tracked:
+        run(p, env, out_dir)
+        tracked.mirror(out_dir)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    typer.run(main)

@@ -1,0 +1,48 @@
+"""Evaluation rollouts: many episodes stepped in lockstep with one policy call per step.
+
+`run_lockstep` resets N envs with given seeds, calls `act(obs [N, O]) -> actions [N, A]` once per
+control step for all N envs at once (so the policy batches across every (w, episode) pair), and
+steps every env that has not finished. `run_sequential` is the plain reference loop: one episode at
+a time through the same code path, for the equality test and the benchmark.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pipeline_steps.envs import make_env
+
+ActFn = Callable[[torch.Tensor, np.ndarray], torch.Tensor]  # (obs [N, O], env indices [N]) -> [N, A]
+
+
+def run_lockstep(env_name: str, reset_seeds: list[int], act: ActFn, max_steps: int | None = None):
+    """Returns (returns [N] float64, lengths [N] int64). `act` sees only the still-running envs and
+    their indices, so its per-env state (noise generators, w, policy index) stays aligned."""
+    envs = [make_env(env_name) for _ in reset_seeds]
+    n = len(envs)
+    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, reset_seeds)])  # [N, O]
+    returns, lengths = np.zeros(n), np.zeros(n, np.int64)
+    running = np.arange(n)
+    while len(running):
+        actions = act(torch.from_numpy(obs[running]), running).numpy()  # [n_running, A]
+        still = []
+        for j, i in enumerate(running):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[j])
+            returns[i] += reward
+            lengths[i] += 1
+            if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
+                still.append(i)
+        running = np.asarray(still, np.int64)
+    for env in envs:
+        env.close()
+    return returns, lengths
+
+
+def run_sequential(env_name: str, reset_seeds: list[int], act: ActFn, max_steps: int | None = None):
+    """The reference: the same episodes one at a time (batch of one)."""
+    results = [run_lockstep(env_name, [s], lambda o, idx, i=i: act(o, np.array([i])), max_steps)
+               for i, s in enumerate(reset_seeds)]
+    return np.concatenate([r for r, _ in results]), np.concatenate([l for _, l in results])

@@ -1,0 +1,162 @@
+"""MLflow tracking: every stage execution is one run, mirroring the files the stage wrote.
+
+The DVC outputs are the record; MLflow only mirrors them (params, step-wise training logs, final
+metrics, figures / tables / checkpoints as artifacts) for browsing in `mlflow ui`. Any tracking
+failure (unwritable, locked or corrupt DB, missing mlflow) warns and never fails the stage.
+
+Store: SQLite at `<repo>/mlflow.db` with artifacts in `<repo>/mlartifacts/` (absolute paths, so
+every stage and `dvc exp run --temp` copy writes to the same store). Override with the standard
+`MLFLOW_TRACKING_URI` (e.g. a tracking server for a cluster); `CFGRL_TRACKING=0` turns it off.
+Runs are tagged with stage, env, seed, git commit and the DVC experiment name (`DVC_EXP_NAME`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "cfgrl-pipeline"
+
+
+def enabled() -> bool:
+    return os.environ.get("CFGRL_TRACKING", "1").lower() not in ("0", "false", "off", "no")
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(Path(root or '.').resolve() / 'mlflow.db')}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def _metric_key(k: str) -> str:
+    # MLflow keys allow alphanumerics, _ - . / and spaces; "=" is not allowed
+    return k.replace("=", "_")
+
+
+class _Run:
+    """What a stage reports back; every method is a no-op once tracking has failed."""
+
+    def __init__(self, mlflow):
+        self.mlflow = mlflow
+
+    def _guard(self, what: str, fn, *args, **kwargs):
+        if self.mlflow is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
+            warnings.warn(f"MLflow tracking disabled for this run ({what} failed: {type(err).__name__}: {err}); "
+                          "the DVC outputs are complete", stacklevel=3)
+            self.mlflow = None
+
+    def log_metrics_file(self, path: Path) -> None:
+        """Final metrics from a JSON metrics file (nested keys joined with '.')."""
+        metrics = {_metric_key(k): float(v) for k, v in flatten(json.loads(Path(path).read_text())).items()
+                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        self._guard("log_metrics", lambda: self.mlflow.log_metrics(metrics))
+
+    def log_training_log(self, path: Path, prefix: str = "") -> None:
+        """Step-wise metrics from a training-log CSV with a `step` column."""
+        from mlflow.entities import Metric
+
+        df = pd.read_csv(path)
+        now = int(time.time() * 1000)
+        metrics = [Metric(_metric_key(prefix + col), float(v), now, int(step))
+                   for col in df.columns if col != "step" for step, v in zip(df["step"], df[col]) if math.isfinite(v)]
+
+        def log_batch():
+            client, run_id = self.mlflow.MlflowClient(), self.mlflow.active_run().info.run_id
+            for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+                client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+        self._guard("log_batch", log_batch)
+
+    def mirror(self, out_dir: Path) -> None:
+        """Mirror a stage's output dir: *.json as final metrics, train_log.csv as step-wise metrics,
+        every file (not sub-directories, e.g. the dataset itself) as an artifact."""
+        for f in sorted(p for p in Path(out_dir).iterdir() if p.is_file() and not p.name.startswith(".")):
+            if f.suffix == ".json":
+                self.log_metrics_file(f)
+            elif f.name == "train_log.csv":
+                self.log_training_log(f)
+            self.log_artifacts(f)
+
+    def log_artifacts(self, *paths: Path) -> None:
+        for p in paths:
+            p = Path(p)
+            if p.is_dir():
+                self._guard("log_artifacts", self.mlflow.log_artifacts, str(p), p.name)
+            elif p.exists():
+                self._guard("log_artifact", self.mlflow.log_artifact, str(p))
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None = None):
+    """Open an MLflow run for one stage execution; yields a _Run (a no-op one if tracking is off or broken).
+    The run ends FINISHED, or FAILED if the stage raised (the exception propagates unchanged)."""
+    run = _Run(None)
+    if enabled():
+        try:
+            import mlflow
+
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            mlflow.set_tracking_uri(tracking_uri())
+            if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+                with contextlib.suppress(Exception):  # a parallel job may have created it meanwhile
+                    mlflow.create_experiment(EXPERIMENT, artifact_location=(Path("mlartifacts").resolve()).as_uri())
+            mlflow.set_experiment(EXPERIMENT)
+            tags = {"stage": stage, "git_commit": git_commit()}
+            if env is not None:
+                tags["env"] = env
+            if seed is not None:
+                tags["seed"] = str(seed)
+            for var, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_STAGE", "dvc_stage")):
+                if os.environ.get(var):
+                    tags[tag] = os.environ[var]
+            name = "-".join(str(x) for x in (stage, env, None if seed is None else f"seed{seed}") if x is not None)
+            mlflow.start_run(run_name=name, tags=tags)
+            mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
+            run = _Run(mlflow)
+        except Exception as err:  # noqa: BLE001
+            warnings.warn(f"MLflow tracking unavailable ({type(err).__name__}: {err}); the stage runs untracked",
+                          stacklevel=3)
+            with contextlib.suppress(Exception):
+                mlflow.end_run("FAILED")
+    try:
+        yield run
+    except BaseException:
+        if run.mlflow is not None:
+            with contextlib.suppress(Exception):
+                run.mlflow.end_run("FAILED")
+        raise
+    if run.mlflow is not None:
+        run._guard("end_run", run.mlflow.end_run, "FINISHED")
