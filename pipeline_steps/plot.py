@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import typer  # noqa: E402
 
-from pipeline_steps import paths  # noqa: E402
+from pipeline_steps import paths, tracking  # noqa: E402
 from pipeline_steps.config import Params, load_params  # noqa: E402
 from pipeline_steps.evaluate import ci95  # noqa: E402
 from pipeline_steps.training import write_csv_atomic  # noqa: E402

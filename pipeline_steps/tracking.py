@@ -68,11 +68,11 @@ class _Run:
     def __init__(self, mlflow):
         self.mlflow = mlflow
 
-    def _guard(self, what: str, fn, *args, **kwargs):
+    def _guard(self, what: str, fn):
         if self.mlflow is None:
             return
         try:
-            fn(*args, **kwargs)
+            fn()
         except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
             warnings.warn(f"MLflow tracking disabled for this run ({what} failed: {type(err).__name__}: {err}); "
                           "the DVC outputs are complete", stacklevel=3)
@@ -103,6 +103,8 @@ class _Run:
     def mirror(self, out_dir: Path) -> None:
         """Mirror a stage's output dir: *.json as final metrics, train_log.csv as step-wise metrics,
         every file (not sub-directories, e.g. the dataset itself) as an artifact."""
+        if self.mlflow is None:
+            return
         for f in sorted(p for p in Path(out_dir).iterdir() if p.is_file() and not p.name.startswith(".")):
             if f.suffix == ".json":
                 self.log_metrics_file(f)
@@ -114,9 +116,9 @@ class _Run:
         for p in paths:
             p = Path(p)
             if p.is_dir():
-                self._guard("log_artifacts", self.mlflow.log_artifacts, str(p), p.name)
+                self._guard("log_artifacts", lambda: self.mlflow.log_artifacts(str(p), p.name))
             elif p.exists():
-                self._guard("log_artifact", self.mlflow.log_artifact, str(p))
+                self._guard("log_artifact", lambda: self.mlflow.log_artifact(str(p)))
 
 
 @contextlib.contextmanager
@@ -159,4 +161,4 @@ def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None
                 run.mlflow.end_run("FAILED")
         raise
     if run.mlflow is not None:
-        run._guard("end_run", run.mlflow.end_run, "FINISHED")
+        run._guard("end_run", lambda: run.mlflow.end_run("FINISHED"))

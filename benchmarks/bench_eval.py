@@ -1,0 +1,120 @@
+"""The batched w-sweep against the authors' sequential loop and against the two floors no
+evaluator can beat, all on the same checkpoint and in one run.
+
+    .venv/bin/python benchmarks/bench_eval.py --env cheetah-run [--checkpoint PATH] [--seq-episodes 2]
+
+- batched:    every (w, episode) pair in lockstep (pipeline_steps.evaluate), one network call per
+              flow step for all envs and both guidance branches
+- sequential: the authors' loop: one episode and one w at a time, two forward passes per flow step
+              (timed on --seq-episodes episodes and scaled to the sweep's episode count: its cost is
+              linear in episodes)
+- physics floor: the same envs stepped with random actions, nothing else
+- network floor: the sampler's network calls alone (flow_steps per control step, at the batched size)
+Prints the wall times and the ratios sequential / batched and batched / (physics + network).
+Without a checkpoint it uses a freshly initialised policy of the params' size (same cost per call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from pipeline_steps import paths
+from pipeline_steps.algorithms.cfgrl import CFGRL, NULL, POSITIVE
+from pipeline_steps.config import load_params
+from pipeline_steps.envs import make_env
+from pipeline_steps.evaluate import cfgrl_act_fn, eval_reset_seed
+from pipeline_steps.rollouts import run_lockstep
+from pipeline_steps.train_cfgrl import load_policy
+
+
+@torch.no_grad()
+def authors_sample(agent: CFGRL, obs: torch.Tensor, w: float, noise: torch.Tensor) -> torch.Tensor:
+    """The reference implementation's sampler: two separate forward passes per flow step."""
+    x, n = noise, agent.cfg.flow_steps
+    B = len(obs)
+    for i in range(n):
+        t = torch.full((B,), i / n)
+        v_uncond = agent.velocity(obs, x, t, torch.full((B,), NULL))
+        v_opt = agent.velocity(obs, x, t, torch.full((B,), POSITIVE))
+        x = x + (v_uncond + w * (v_opt - v_uncond)) / n
+    return x.clamp(-1, 1)
+
+
+def physics_floor(env_name: str, seeds: list[int], steps: int) -> float:
+    envs = [make_env(env_name) for _ in seeds]
+    for env, s in zip(envs, seeds):
+        env.reset(seed=s)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (len(envs), envs[0].action_space.shape[0])).astype(np.float32)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for env, a in zip(envs, actions):
+            env.step(a)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def network_floor(agent: CFGRL, n_envs: int, steps: int) -> float:
+    B = 2 * n_envs  # both guidance branches
+    obs, x = torch.randn(B, agent.obs_norm.mean.shape[0]), torch.randn(B, agent.act_dim)
+    label = torch.cat([torch.full((n_envs,), NULL), torch.full((n_envs,), POSITIVE)])
+    ts = [torch.full((B,), i / agent.cfg.flow_steps) for i in range(agent.cfg.flow_steps)]
+    start = time.perf_counter()
+    for _ in range(steps):
+        for t in ts:
+            agent.velocity(obs, x, t, label)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env", default="cheetah-run")
+    ap.add_argument("--checkpoint", default=None, help="default: data/train_cfgrl/<env>/seed0/policy.pt if present")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--seq-episodes", type=int, default=2)
+    args = ap.parse_args()
+    p = load_params(args.params)
+    ckpt = args.checkpoint or paths.cfgrl_dir(args.env, p.seeds[0]) / "policy.pt"
+    env = make_env(args.env)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    try:
+        agent, source = load_policy(ckpt), str(ckpt)
+    except FileNotFoundError:
+        agent, source = CFGRL(obs_dim, act_dim, p.train_cfgrl).eval(), "fresh init (no checkpoint)"
+    ws, n_ep = p.evaluate.guidance_ws, p.evaluate.episodes
+    n_envs = len(ws) * n_ep
+    reset_seeds = [eval_reset_seed(0, e) for e in range(n_ep)] * len(ws)
+    w_of_env = np.repeat(ws, n_ep)
+    print(f"{args.env}: policy {source}; {len(ws)} w x {n_ep} episodes = {n_envs} episodes; "
+          f"{agent.cfg.flow_steps} flow steps; torch {torch.get_num_threads()} threads")
+
+    start = time.perf_counter()
+    _, lengths = run_lockstep(args.env, reset_seeds, cfgrl_act_fn(agent, w_of_env, list(range(n_envs))))
+    t_batched = time.perf_counter() - start
+    steps = int(lengths.max())
+
+    k = min(args.seq_episodes, n_envs)
+    start = time.perf_counter()
+    for i in range(k):
+        gen = torch.Generator().manual_seed(i)
+        run_lockstep(args.env, [reset_seeds[i]],
+                     lambda o, idx, w=float(w_of_env[i]): authors_sample(agent, o, w, torch.randn(1, act_dim, generator=gen)))
+    t_seq = (time.perf_counter() - start) / k * n_envs
+
+    t_phys = physics_floor(args.env, reset_seeds, steps)
+    t_net = network_floor(agent, n_envs, steps)
+    print(f"batched sweep         {t_batched:8.1f} s")
+    print(f"sequential (authors') {t_seq:8.1f} s   (timed on {k} episodes, scaled to {n_envs})")
+    print(f"physics floor         {t_phys:8.1f} s   ({n_envs} envs x {steps} steps, random actions)")
+    print(f"network floor         {t_net:8.1f} s   ({steps} x {agent.cfg.flow_steps} calls at batch {2 * n_envs})")
+    print(f"sequential / batched          = {t_seq / t_batched:6.1f}x   (target >= 20x)")
+    print(f"batched / (physics + network) = {t_batched / (t_phys + t_net):6.2f}    (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Pipeline-level tests: the lockstep evaluator against a sequential loop, and `dvc repro` on the tiny
+profile in a temporary copy of the repo (caching, what reruns after a params edit, the outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline_steps.algorithms.awr import AWR
+from pipeline_steps.algorithms.cfgrl import CFGRL
+from pipeline_steps.config import load_params
+from pipeline_steps.evaluate import awr_act_fn, cfgrl_act_fn, eval_reset_seed
+from pipeline_steps.rollouts import run_lockstep, run_sequential
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("env_name", ["cheetah-run", "walker-run"])
+def test_batched_sweep_equals_sequential_loop(env_name):
+    """Every (w, episode) env in one lockstep batch returns what one-at-a-time rollouts return."""
+    p = load_params(REPO / "profiles" / "tiny.yaml")
+    torch.manual_seed(0)
+    obs_dim, act_dim = (17, 6) if env_name == "cheetah-run" else (24, 6)
+    agent = CFGRL(obs_dim, act_dim, p.train_cfgrl).eval()
+    ws, n_ep = [0.0, 1.0, 3.0], 2
+    seeds = [eval_reset_seed(0, e) for e in range(n_ep)] * len(ws)
+    w_of_env = np.repeat(ws, n_ep)
+    batched = run_lockstep(env_name, seeds, cfgrl_act_fn(agent, w_of_env, list(range(6))), max_steps=40)
+    sequential = run_sequential(env_name, seeds, cfgrl_act_fn(agent, w_of_env, list(range(6))), max_steps=40)
+    np.testing.assert_array_equal(batched[1], sequential[1])
+    np.testing.assert_allclose(batched[0], sequential[0], rtol=1e-5, atol=1e-6)
+    # the settings really differ (otherwise equality would prove nothing)
+    assert len({round(r, 6) for r in batched[0]}) >= 4, batched[0]
+
+    awr = AWR(obs_dim, act_dim, p.train_awr).eval()
+    k_of_env = np.repeat(np.arange(len(p.train_awr.inv_betas)), n_ep)
+    seeds_a = [eval_reset_seed(0, e) for e in range(n_ep)] * len(p.train_awr.inv_betas)
+    b = run_lockstep(env_name, seeds_a, awr_act_fn(awr, k_of_env), max_steps=40)
+    s = run_sequential(env_name, seeds_a, awr_act_fn(awr, k_of_env), max_steps=40)
+    np.testing.assert_allclose(b[0], s[0], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# dvc repro on the tiny profile, in a temporary copy of the repo
+# ------------------------------------------------------------------------------------------------
+def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CFGRL_TRACKING": "0", "TQDM_DISABLE": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _ran_stages(out: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", out)
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A git + DVC copy of the repo's tracked files with the tiny profile as params.yaml, reproduced once."""
+    dst = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if f.startswith(("tests/", "data/")) or not (REPO / f).is_file():
+            continue
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, dst / f)
+    shutil.copy(REPO / "profiles" / "tiny.yaml", dst / "params.yaml")
+    _run(["git", "init", "-q"], dst)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dst)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst)
+    first = _run(["dvc", "repro"], dst)
+    dst.joinpath("first_repro.log").write_text(first.stdout)
+    return dst
+
+
+def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
+    ran = _ran_stages(tiny_repo.joinpath("first_repro.log").read_text())
+    for stage in ["dataset", "label", "train_cfgrl", "train_awr", "evaluate", "plot"]:
+        assert any(s.startswith(stage + "@") for s in ran), (stage, ran)
+    ev = tiny_repo / "data/evaluate/cheetah-run/seed0"
+    episodes = pd.read_csv(ev / "episodes.csv")
+    p = load_params(tiny_repo / "params.yaml")
+    assert len(episodes) == p.evaluate.episodes * (len(p.evaluate.guidance_ws) + len(p.train_awr.inv_betas))
+    assert set(episodes.columns) >= {"method", "setting", "seed", "episode", "return", "length"}
+    assert (episodes.length == 1000).all()
+    summary = pd.read_csv(ev / "summary.csv")
+    assert set(summary.setting[summary.method == "cfgrl"]) == set(p.evaluate.guidance_ws)
+    assert summary.loc[summary.method == "cfgrl"].set_index("setting").drift_from_bc[0.0] == 0.0
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["timing"]["cfgrl_ms_per_action"] > 0
+    for png in ["return_vs_w", "drift_vs_w", "advantage_hist", "weight_concentration"]:
+        assert (tiny_repo / f"data/plots/cheetah-run/{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_second_repro_does_nothing(tiny_repo):
+    out = _run(["dvc", "repro"], tiny_repo).stdout
+    assert _ran_stages(out) == [], out
+
+
+def test_editing_w_list_reruns_only_evaluate_and_plot(tiny_repo):
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["evaluate"]["guidance_ws"] = [0.0, 2.0]
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run(["dvc", "repro"], tiny_repo).stdout
+    assert sorted(_ran_stages(out)) == ["evaluate@cheetah-run-0", "plot@cheetah-run"], out
+    summary = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/summary.csv")
+    assert sorted(summary.setting[summary.method == "cfgrl"]) == [0.0, 2.0]
+
+
+def test_editing_a_dataset_param_invalidates_the_dataset_and_downstream(tiny_repo):
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["dataset"]["collect"]["correlated"]["theta"] = 0.5
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    status = _run(["dvc", "status", "--json"], tiny_repo).stdout
+    changed = set(json.loads(status))
+    assert "dataset@cheetah-run" in changed
+    assert {"label@cheetah-run-0", "train_cfgrl@cheetah-run-0", "evaluate@cheetah-run-0"} <= changed or \
+        changed == {"dataset@cheetah-run"}  # downstream shows once the dataset hash changes
