@@ -49,7 +49,7 @@ class Value(nn.Module):
 
 def expectile_loss(u: torch.Tensor, expectile: float) -> torch.Tensor:
     """mean |expectile - 1[u < 0]| u^2; expectile 0.5 gives half the mean squared error."""
-    weight = torch.where(u > 0, 1.0 - expectile, expectile)
+    weight = torch.where(u < 0, 1.0 - expectile, expectile)
     return (weight * u.square()).mean()
 
 
