@@ -194,9 +194,24 @@ def dataset_stats(episodes: list[Episode]) -> dict:
     }
 
 
-def write_json_atomic(obj, path: Path) -> None:
+@contextlib.contextmanager
+def atomic_output(path: Path):
+    """Yield a binary file handle on a temp file next to `path`; on success fsync and rename it onto
+    `path` (readers never see half a file), on any failure delete it (no temp file is left behind)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    with atomic_output(path) as f:
+        f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())

@@ -221,3 +221,42 @@ def http_server(monkeypatch):
         srv.httpd.server_close()
         srv.thread.join(timeout=5)
         assert not srv.thread.is_alive()
+
+
+# --------------------------------------------------------------------------------------------
+# synthetic datasets for the training stages (no physics: random episodes of an env's shapes)
+# --------------------------------------------------------------------------------------------
+def write_synthetic_dataset(root: Path, env_name: str = "cheetah-run", episodes: int = 2, steps: int = 64,
+                            seed: int = 0) -> int:
+    """Random episodes with `env_name`'s observation / action shapes, written as the Minari dataset
+    the training stages read (at `root`, e.g. <tmp>/data/dataset/<env>/minari). Returns the
+    number of transitions."""
+    from pipeline_steps.data import Episode, write_minari
+    from pipeline_steps.envs import make_env
+
+    env = make_env(env_name)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    rng = np.random.default_rng(seed)
+    eps = [
+        Episode(
+            observations=rng.normal(size=(steps + 1, obs_dim)).astype(np.float32),
+            actions=rng.uniform(-1, 1, size=(steps, act_dim)).astype(np.float32),
+            rewards=rng.uniform(0, 1, size=steps),
+            terminations=np.zeros(steps, bool),
+            truncations=np.r_[np.zeros(steps - 1, bool), True],
+        )
+        for _ in range(episodes)
+    ]
+    write_minari(eps, env_name, "collect", Path(root), description="synthetic")
+    return episodes * steps
+
+
+def write_synthetic_labels(path: Path, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A labels.npz as the label stage writes it: advantages [n] float32, optimal [n] bool (A > 0)."""
+    rng = np.random.default_rng(seed)
+    adv = rng.normal(size=n).astype(np.float32)
+    arrays = {"advantages": adv, "optimal": adv > 0}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return arrays

@@ -179,3 +179,16 @@ def test_params_are_immutable():
     with pytest.raises(ValidationError, match="frozen"):
         p.dataset.seed = 5
     assert p.dataset.seed == repo_params_raw()["dataset"]["seed"]
+
+
+def test_profiles_are_generated_from_params_yaml():
+    """profiles/*.yaml are params.yaml with a few keys changed; a stale profile fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_profiles", REPO / "profiles" / "make_profiles.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for name in mod.PROFILES:
+        path = REPO / "profiles" / f"{name}.yaml"
+        assert path.read_text() == mod.render(name), f"{path} is stale: run profiles/make_profiles.py"
+        load_params(path)

@@ -27,6 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+# A batched matmul rounds differently from a batch of one (MKL blocking), and 40 steps of
+# contact dynamics amplify 1e-7 action differences to ~1e-5 of the return. A misaligned seed,
+# noise stream, w or policy index changes returns by far more than this tolerance.
+RTOL = 1e-3
+
+
 @pytest.mark.parametrize("env_name", ["cheetah-run", "walker-run"])
 def test_batched_sweep_equals_sequential_loop(env_name):
     """Every (w, episode) env in one lockstep batch returns what one-at-a-time rollouts return."""
@@ -40,7 +46,7 @@ def test_batched_sweep_equals_sequential_loop(env_name):
     batched = run_lockstep(env_name, seeds, cfgrl_act_fn(agent, w_of_env, list(range(6))), max_steps=40)
     sequential = run_sequential(env_name, seeds, cfgrl_act_fn(agent, w_of_env, list(range(6))), max_steps=40)
     np.testing.assert_array_equal(batched[1], sequential[1])
-    np.testing.assert_allclose(batched[0], sequential[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched[0], sequential[0], rtol=RTOL, atol=1e-6)
     # the settings really differ (otherwise equality would prove nothing)
     assert len({round(r, 6) for r in batched[0]}) >= 4, batched[0]
 
@@ -49,7 +55,8 @@ def test_batched_sweep_equals_sequential_loop(env_name):
     seeds_a = [eval_reset_seed(0, e) for e in range(n_ep)] * len(p.train_awr.inv_betas)
     b = run_lockstep(env_name, seeds_a, awr_act_fn(awr, k_of_env), max_steps=40)
     s = run_sequential(env_name, seeds_a, awr_act_fn(awr, k_of_env), max_steps=40)
-    np.testing.assert_allclose(b[0], s[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b[0], s[0], rtol=RTOL, atol=1e-6)
+    assert len({round(r, 3) for r in b[0]}) >= 3, b[0]
 
 
 # ------------------------------------------------------------------------------------------------
