@@ -73,7 +73,9 @@ def network_floor(agent: CFGRL, n_envs: int, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default="cheetah-run")
-    ap.add_argument("--checkpoint", default=None, help="default: data/train_cfgrl/<env>/seed0/policy.pt if present")
+    ap.add_argument(
+        "--checkpoint", default=None, help="default: data/train_cfgrl/<env>/seed0/policy.pt if present"
+    )
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--seq-episodes", type=int, default=2)
     args = ap.parse_args()
@@ -90,8 +92,10 @@ def main() -> None:
     n_envs = len(ws) * n_ep
     reset_seeds = [eval_reset_seed(0, e) for e in range(n_ep)] * len(ws)
     w_of_env = np.repeat(ws, n_ep)
-    print(f"{args.env}: policy {source}; {len(ws)} w x {n_ep} episodes = {n_envs} episodes; "
-          f"{agent.cfg.flow_steps} flow steps; torch {torch.get_num_threads()} threads")
+    print(
+        f"{args.env}: policy {source}; {len(ws)} w x {n_ep} episodes = {n_envs} episodes; "
+        f"{agent.cfg.flow_steps} flow steps; torch {torch.get_num_threads()} threads"
+    )
 
     start = time.perf_counter()
     _, lengths = run_lockstep(args.env, reset_seeds, cfgrl_act_fn(agent, w_of_env, list(range(n_envs))))
@@ -102,8 +106,13 @@ def main() -> None:
     start = time.perf_counter()
     for i in range(k):
         gen = torch.Generator().manual_seed(i)
-        run_lockstep(args.env, [reset_seeds[i]],
-                     lambda o, idx, w=float(w_of_env[i]): authors_sample(agent, o, w, torch.randn(1, act_dim, generator=gen)))
+        run_lockstep(
+            args.env,
+            [reset_seeds[i]],
+            lambda o, idx, w=float(w_of_env[i]), gen=gen: authors_sample(
+                agent, o, w, torch.randn(1, act_dim, generator=gen)
+            ),
+        )
     t_seq = (time.perf_counter() - start) / k * n_envs
 
     t_phys = physics_floor(args.env, reset_seeds, steps)
@@ -111,7 +120,8 @@ def main() -> None:
     print(f"batched sweep         {t_batched:8.1f} s")
     print(f"sequential (authors') {t_seq:8.1f} s   (timed on {k} episodes, scaled to {n_envs})")
     print(f"physics floor         {t_phys:8.1f} s   ({n_envs} envs x {steps} steps, random actions)")
-    print(f"network floor         {t_net:8.1f} s   ({steps} x {agent.cfg.flow_steps} calls at batch {2 * n_envs})")
+    calls = f"{steps} x {agent.cfg.flow_steps} calls at batch {2 * n_envs}"
+    print(f"network floor         {t_net:8.1f} s   ({calls})")
     print(f"sequential / batched          = {t_seq / t_batched:6.1f}x   (target >= 20x)")
     print(f"batched / (physics + network) = {t_batched / (t_phys + t_net):6.2f}    (target <= 1.3)")
 

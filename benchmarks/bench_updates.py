@@ -28,9 +28,13 @@ OBS_DIM, ACT_DIM = 24, 6  # walker
 
 def batch(B: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     return {
-        "observations": torch.randn(B, OBS_DIM, generator=g), "next_observations": torch.randn(B, OBS_DIM, generator=g),
-        "actions": torch.rand(B, ACT_DIM, generator=g) * 2 - 1, "rewards": torch.rand(B, generator=g),
-        "masks": torch.ones(B), "optimal": torch.rand(B, generator=g) > 0.5, "advantages": torch.randn(B, generator=g),
+        "observations": torch.randn(B, OBS_DIM, generator=g),
+        "next_observations": torch.randn(B, OBS_DIM, generator=g),
+        "actions": torch.rand(B, ACT_DIM, generator=g) * 2 - 1,
+        "rewards": torch.rand(B, generator=g),
+        "masks": torch.ones(B),
+        "optimal": torch.rand(B, generator=g) > 0.5,
+        "advantages": torch.randn(B, generator=g),
     }
 
 
@@ -61,10 +65,21 @@ def main() -> None:
         for compile_ in (False, True):
             torch.manual_seed(0)
             agents = {
-                "critic": IQL(OBS_DIM, ACT_DIM, p.label.model_copy(update={"hidden": hidden, "batch_size": B}), compile_),
-                "cfgrl": CFGRL(OBS_DIM, ACT_DIM, p.train_cfgrl.model_copy(update={"hidden": hidden, "batch_size": B}),
-                               compile_),
-                "awr": AWR(OBS_DIM, ACT_DIM, p.train_awr.model_copy(update={"hidden": hidden, "batch_size": B}), compile_),
+                "critic": IQL(
+                    OBS_DIM, ACT_DIM, p.label.model_copy(update={"hidden": hidden, "batch_size": B}), compile_
+                ),
+                "cfgrl": CFGRL(
+                    OBS_DIM,
+                    ACT_DIM,
+                    p.train_cfgrl.model_copy(update={"hidden": hidden, "batch_size": B}),
+                    compile_,
+                ),
+                "awr": AWR(
+                    OBS_DIM,
+                    ACT_DIM,
+                    p.train_awr.model_copy(update={"hidden": hidden, "batch_size": B}),
+                    compile_,
+                ),
             }
             for name, agent in agents.items():
                 row[(name, compile_)] = ms_per_update(agent, batches, steps, warmup=30 if compile_ else 10)
@@ -75,8 +90,10 @@ def main() -> None:
             print(f"{name + extra:>28}{row[(name, False)]:>10.2f}{row[(name, True)]:>10.2f}")
         for c in (False, True):
             total = row[("critic", c)] + row[("cfgrl", c)]
-            print(f"critic + value + CFGRL actor, {'compiled' if c else 'eager'}: {total:.2f} ms "
-                  f"= {total / JAX_MS[size]:.2f}x the JAX reference ({JAX_MS[size]} ms)")
+            print(
+                f"critic + value + CFGRL actor, {'compiled' if c else 'eager'}: {total:.2f} ms "
+                f"= {total / JAX_MS[size]:.2f}x the JAX reference ({JAX_MS[size]} ms)"
+            )
 
 
 if __name__ == "__main__":

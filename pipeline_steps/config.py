@@ -47,7 +47,8 @@ class SacBehaviour(_Strict):
 
 
 class CollectSource(_Strict):
-    behaviour: Literal["uniform", "correlated", "sac_replay"] = Field(description="behaviour policy that generates the data"
+    behaviour: Literal["uniform", "correlated", "sac_replay"] = Field(
+        description="behaviour policy that generates the data"
     )
     transitions: PosInt = Field(description="env steps to collect (rounded up to whole episodes)")
     correlated: CorrelatedNoise
@@ -88,7 +89,9 @@ class LabelParams(_Strict):
     polyak: Unit = Field(description="target-critic Polyak rate")
     normalize_obs: bool = Field(description="normalise observations by dataset mean/std (ExORL code: off)")
     threshold: float = Field(allow_inf_nan=False, description="label o = 1 where A > threshold")
-    threshold_inclusive: bool = Field(description="use A >= threshold (paper) instead of A > threshold (code)")
+    threshold_inclusive: bool = Field(
+        description="use A >= threshold (paper) instead of A > threshold (code)"
+    )
     advantage_critic: Literal["target", "online"] = Field(description="Q used for A = min_i Q_i - V")
     log_every: PosInt = Field(description="log losses every N steps")
 
@@ -102,9 +105,11 @@ class CfgrlParams(_Strict):
     hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of the velocity MLP")
     layer_norm: bool = Field(description="LayerNorm in the velocity MLP")
     lr: PosFloat = Field(description="Adam learning rate")
-    label_scheme: Literal["binary_weighted", "ternary_dropout"] = Field(description="binary_weighted (ExORL code) or ternary_dropout (paper / OGBench)"
+    label_scheme: Literal["binary_weighted", "ternary_dropout"] = Field(
+        description="binary_weighted (ExORL code) or ternary_dropout (paper / OGBench)"
     )
-    uncond_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(description="binary_weighted: weight of the unconditional flow loss"
+    uncond_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        description="binary_weighted: weight of the unconditional flow loss"
     )
     label_dropout: Unit = Field(description="ternary_dropout: probability of replacing the label by null")
     time_sampling: Literal["grid", "uniform"] = Field(description="t on the 1/flow_steps grid or U[0,1]")
@@ -156,7 +161,9 @@ class EvaluateParams(_Strict):
         min_length=1, description="guidance weights w to evaluate (w = 0 is flow BC)"
     )
     episodes: PosInt = Field(description="evaluation episodes per setting (w or 1/beta)")
-    drift_states: PosInt = Field(description="dataset states on which the drift of pi_w from flow BC is measured")
+    drift_states: PosInt = Field(
+        description="dataset states on which the drift of pi_w from flow BC is measured"
+    )
     timing_repeats: PosInt = Field(description="repeats of the per-action wall-clock measurement")
 
     @field_validator("guidance_ws")
@@ -208,7 +215,9 @@ class Params(_Strict):
         if self.dataset.source == "minari":
             missing = [e for e in self.envs if e not in self.dataset.minari.dataset_ids]
             if missing:
-                raise ValueError(f"dataset.source is 'minari' but dataset.minari.dataset_ids has no id for {missing}")
+                raise ValueError(
+                    f"dataset.source is 'minari' but dataset.minari.dataset_ids has no id for {missing}"
+                )
         return self
 
 
@@ -248,4 +257,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return parse_params(raw, str(path))
-

@@ -42,8 +42,9 @@ class Episode:
             ("truncations", self.truncations, T),
         ] + ([("physics", self.physics, T + 1)] if self.physics is not None else []):
             if len(arr) != n:
-                raise DatasetError(f"episode arrays disagree: {name} has length {len(arr)}, expected {n} "
-                                   f"(actions has {T})")
+                raise DatasetError(
+                    f"episode arrays disagree: {name} has length {len(arr)}, expected {n} (actions has {T})"
+                )
         if T == 0:
             raise DatasetError("episode with zero steps")
         for name in ("observations", "actions", "rewards"):
@@ -146,7 +147,9 @@ def read_episodes(root: Path) -> list[Episode]:
     try:
         ds = minari.MinariDataset(data_dir)
     except Exception as err:  # h5py / json errors for a truncated or foreign file
-        raise DatasetError(f"{data_dir}: not a readable Minari dataset ({type(err).__name__}: {err})") from err
+        raise DatasetError(
+            f"{data_dir}: not a readable Minari dataset ({type(err).__name__}: {err})"
+        ) from err
     out = []
     for ep in ds.iterate_episodes():
         infos = ep.infos or {}

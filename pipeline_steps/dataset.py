@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from pipeline_steps import paths, tracking
 from pipeline_steps.config import CollectSource, ExorlSource, MinariSource, Params, load_params
-from pipeline_steps.data import Episode, DatasetError, dataset_stats, write_json_atomic, write_minari
+from pipeline_steps.data import DatasetError, Episode, dataset_stats, write_json_atomic, write_minari
 from pipeline_steps.envs import FlatDmControl, episode_seed, make_env, split_env_name
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,12 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> Path:
     except urllib.error.HTTPError as err:
         part.unlink(missing_ok=True)
         raise DatasetError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError, EOFError, http.client.HTTPException) as err:  # e.g. IncompleteRead
+    except (
+        urllib.error.URLError,
+        OSError,
+        EOFError,
+        http.client.HTTPException,
+    ) as err:  # e.g. IncompleteRead
         part.unlink(missing_ok=True)
         raise DatasetError(f"download of {url} interrupted or unreachable: {err}") from None
     except BaseException:

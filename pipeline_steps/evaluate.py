@@ -2,9 +2,10 @@
 
 All (w, episode) pairs run in lockstep as one batch: one network call per flow step for every env
 and both guidance branches (`CFGRL.sample_actions` with a per-env w), envs stepped together. Every
-setting sees the same start states (reset seeds depend on (seed, episode) only) and every CFGRL
-episode has its own noise generator, so the batched sweep returns exactly what a sequential loop
-over the same seeds returns. Evaluating new w values needs no retraining: only this stage reruns.
+setting sees the same start states and flow noise (seeds depend on (seed, episode) only: w values
+are compared on common random numbers), and every env has its own noise generator, so the batched
+sweep returns what a sequential loop over the same seeds returns (up to float rounding).
+Evaluating new w values needs no retraining: only this stage reruns.
 
 Writes to data/evaluate/<env>/seed<seed>/:
   episodes.csv  method, w / inv_beta, seed, episode, return, length (one row per episode)
@@ -36,12 +37,17 @@ from pipeline_steps.train_cfgrl import load_policy
 from pipeline_steps.training import setup_torch, write_csv_atomic
 
 log = logging.getLogger(__name__)
-_EVAL_TAG = 7  # separates evaluation seeds from the dataset's collection seeds
+_RESET_TAG, _NOISE_TAG = 7, 8  # separate evaluation seeds from the dataset's collection seeds
 
 
 def eval_reset_seed(seed: int, episode: int) -> int:
     """Start-state seed of evaluation episode `episode` (< 2**32; independent of w and method)."""
-    return int(np.random.SeedSequence([_EVAL_TAG, seed, episode]).generate_state(1, np.uint32)[0])
+    return int(np.random.SeedSequence([_RESET_TAG, seed, episode]).generate_state(1, np.uint32)[0])
+
+
+def eval_noise_seed(seed: int, episode: int) -> int:
+    """Seed of the flow noise of evaluation episode `episode`: shared by every w (common random numbers)."""
+    return int(np.random.SeedSequence([_NOISE_TAG, seed, episode]).generate_state(1, np.uint32)[0])
 
 
 def cfgrl_act_fn(agent: CFGRL, ws: np.ndarray, noise_seeds: list[int]) -> ActFn:
@@ -71,8 +77,10 @@ def check_dims(env_name: str, obs_dim: int, act_dim: int, what: str) -> None:
     want = (env.observation_space.shape[0], env.action_space.shape[0])
     env.close()
     if (obs_dim, act_dim) != want:
-        raise ValueError(f"{what}: trained for observation size {obs_dim} / action size {act_dim}, "
-                         f"but {env_name} has {want[0]} / {want[1]}")
+        raise ValueError(
+            f"{what}: trained for observation size {obs_dim} / action size {act_dim}, "
+            f"but {env_name} has {want[0]} / {want[1]}"
+        )
 
 
 def ci95(x: np.ndarray) -> float:
@@ -102,17 +110,31 @@ def time_per_action(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def setting_name(method: str, setting: float) -> str:
+    """'cfgrl/w=1.5' or 'awr/inv_beta=10'."""
+    return f"{method}/{'w' if method == 'cfgrl' else 'inv_beta'}={setting:g}"
+
+
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (method, setting), g in episodes.groupby(["method", "setting"], sort=False):
         r = g["return"].to_numpy()
-        rows.append({"method": method, "setting": setting, "episodes": len(r), "return_mean": r.mean(),
-                     "return_std": r.std(ddof=1) if len(r) > 1 else 0.0, "return_ci95": ci95(r)})
+        rows.append(
+            {
+                "method": method,
+                "setting": setting,
+                "episodes": len(r),
+                "return_mean": r.mean(),
+                "return_std": r.std(ddof=1) if len(r) > 1 else 0.0,
+                "return_ci95": ci95(r),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def run(params: Params, env: str, seed: int, dataset_root: Path, cfgrl_path: Path, awr_path: Path,
-        out_dir: Path) -> pd.DataFrame:
+def run(
+    params: Params, env: str, seed: int, dataset_root: Path, cfgrl_path: Path, awr_path: Path, out_dir: Path
+) -> pd.DataFrame:
     cfg = params.evaluate
     out_dir = Path(out_dir)
     setup_torch(seed, params.runtime)
@@ -124,7 +146,7 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, cfgrl_path: Pat
 
     # CFGRL: all (w, episode) pairs in one lockstep batch
     w_of_env = np.repeat(ws, n_ep)
-    noise_seeds = [eval_reset_seed(seed + 1, e) + j for j, e in enumerate(np.tile(np.arange(n_ep), len(ws)))]
+    noise_seeds = [eval_noise_seed(seed, e) for e in range(n_ep)] * len(ws)
     t0 = time.perf_counter()
     ret_c, len_c = run_lockstep(env, reset_seeds * len(ws), cfgrl_act_fn(cfgrl, w_of_env, noise_seeds))
     t_cfgrl = time.perf_counter() - t0
@@ -134,22 +156,44 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, cfgrl_path: Pat
     ret_a, len_a = run_lockstep(env, reset_seeds * len(inv_betas), awr_act_fn(awr, k_of_env))
     t_awr = time.perf_counter() - t0
 
-    episodes = pd.concat([
-        pd.DataFrame({"method": "cfgrl", "setting": w_of_env, "seed": seed,
-                      "episode": np.tile(np.arange(n_ep), len(ws)), "return": ret_c, "length": len_c}),
-        pd.DataFrame({"method": "awr", "setting": np.repeat(inv_betas, n_ep), "seed": seed,
-                      "episode": np.tile(np.arange(n_ep), len(inv_betas)), "return": ret_a, "length": len_a}),
-    ], ignore_index=True)
+    episodes = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "method": "cfgrl",
+                    "setting": w_of_env,
+                    "seed": seed,
+                    "episode": np.tile(np.arange(n_ep), len(ws)),
+                    "return": ret_c,
+                    "length": len_c,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "method": "awr",
+                    "setting": np.repeat(inv_betas, n_ep),
+                    "seed": seed,
+                    "episode": np.tile(np.arange(n_ep), len(inv_betas)),
+                    "return": ret_a,
+                    "length": len_a,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     summary = summarize(episodes)
 
     tr = load_transitions(dataset_root)
     idx = np.random.default_rng(seed).choice(len(tr), min(cfg.drift_states, len(tr)), replace=False)
     drift = drift_from_bc(cfgrl, torch.from_numpy(tr.observations[np.sort(idx)]), ws, seed)
-    summary["drift_from_bc"] = [drift[s] if m == "cfgrl" else np.nan for m, s in zip(summary.method, summary.setting)]
+    summary["drift_from_bc"] = [
+        drift[s] if m == "cfgrl" else np.nan for m, s in zip(summary.method, summary.setting)
+    ]
 
     one_obs = torch.from_numpy(tr.observations[:1])
     timing = {
-        "cfgrl_ms_per_action": 1000 * time_per_action(lambda: cfgrl.sample_actions(one_obs, 1.0), cfg.timing_repeats),
+        "cfgrl_ms_per_action": 1000
+        * time_per_action(lambda: cfgrl.sample_actions(one_obs, 1.0), cfg.timing_repeats),
         "awr_ms_per_action": 1000 * time_per_action(lambda: awr.sample_actions(one_obs), cfg.timing_repeats),
         "cfgrl_sweep_seconds": t_cfgrl,
         "awr_sweep_seconds": t_awr,
@@ -157,8 +201,14 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, cfgrl_path: Pat
     timing["cfgrl_over_awr_cost"] = timing["cfgrl_ms_per_action"] / timing["awr_ms_per_action"]
     metrics = {
         "dataset_return_mean": float(tr.episode_returns.mean()),
-        **{f"{r.method}/{'w' if r.method == 'cfgrl' else 'inv_beta'}={r.setting:g}/return_mean": r.return_mean
-           for r in summary.itertuples()},
+        **{
+            setting_name(r.method, r.setting): {
+                k: getattr(r, k)
+                for k in ("return_mean", "return_std", "return_ci95", "drift_from_bc")
+                if not pd.isna(getattr(r, k))
+            }
+            for r in summary.itertuples()
+        },
         "cfgrl_best_w": float(summary[summary.method == "cfgrl"].sort_values("return_mean").setting.iloc[-1]),
         "timing": timing,
     }
@@ -179,9 +229,21 @@ def main(
     p = load_params(params)
     paths.check_env_seed(p, env, seed)
     out_dir = out or paths.evaluate_dir(env, seed)
-    with tracking.stage_run("evaluate", {"evaluate": p.evaluate.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
-        run(p, env, seed, paths.dataset_root(env), paths.cfgrl_dir(env, seed) / "policy.pt",
-        paths.awr_dir(env, seed) / "policies.pt", out_dir)
+    with tracking.stage_run(
+        "evaluate",
+        {"evaluate": p.evaluate.model_dump(), "runtime": p.runtime.model_dump()},
+        env=env,
+        seed=seed,
+    ) as tracked:
+        run(
+            p,
+            env,
+            seed,
+            paths.dataset_root(env),
+            paths.cfgrl_dir(env, seed) / "policy.pt",
+            paths.awr_dir(env, seed) / "policies.pt",
+            out_dir,
+        )
         tracked.mirror(out_dir)
 
 

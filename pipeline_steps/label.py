@@ -21,12 +21,10 @@ from pipeline_steps.algorithms.iql import IQL, optimality_labels
 from pipeline_steps.config import Params, load_params
 from pipeline_steps.data import load_transitions, write_json_atomic
 from pipeline_steps.training import (
-    Sampler,
-    check_finite_parameters,
-    save_checkpoint,
+    fit,
+    save_agent,
     save_npz_atomic,
     setup_torch,
-    train_loop,
     write_csv_atomic,
 )
 
@@ -47,7 +45,9 @@ def transition_tensors(tr) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def compute_advantages(agent: IQL, obs: torch.Tensor, act: torch.Tensor, critic: str, chunk: int = 65536):
     """A for every transition, in chunks: [N]."""
-    return torch.cat([agent.advantage(obs[i : i + chunk], act[i : i + chunk], critic) for i in range(0, len(obs), chunk)])
+    return torch.cat(
+        [agent.advantage(obs[i : i + chunk], act[i : i + chunk], critic) for i in range(0, len(obs), chunk)]
+    )
 
 
 def run(params: Params, env: str, seed: int, dataset_root: Path, out_dir: Path) -> dict:
@@ -57,11 +57,7 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, out_dir: Path) 
     tr = load_transitions(dataset_root)
     data = transition_tensors(tr)
     agent = IQL(tr.observations.shape[1], tr.actions.shape[1], cfg, compile=params.runtime.compile)
-    if cfg.normalize_obs:
-        agent.obs_norm.fit(data["observations"])
-    train_log, sec = train_loop(agent.update, Sampler(data, cfg.batch_size, gen), cfg.steps, cfg.log_every,
-                                desc=f"label {env} seed{seed}")
-    check_finite_parameters(agent, "IQL critic")
+    train_log, sec = fit(agent, data, cfg, gen, f"label {env} seed{seed}")
 
     adv = compute_advantages(agent, data["observations"], data["actions"], cfg.advantage_critic)  # [N]
     opt = optimality_labels(adv, cfg.threshold, cfg.threshold_inclusive)  # [N] bool
@@ -79,14 +75,12 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, out_dir: Path) 
         "steps": cfg.steps,
     }
     save_npz_atomic(out_dir / "labels.npz", advantages=adv_np, optimal=opt.numpy())
-    save_checkpoint(
-        {"kind": "iql", "env": env, "seed": seed, "obs_dim": tr.observations.shape[1],
-         "act_dim": tr.actions.shape[1], "config": cfg.model_dump(), "state_dict": agent.state_dict()},
-        out_dir / "critic.pt",
-    )
+    save_agent(out_dir / "critic.pt", "iql", agent, cfg, env, seed, tr.actions.shape[1])
     write_csv_atomic(train_log, out_dir / "train_log.csv")
     write_json_atomic(metrics, out_dir / "metrics.json")
-    log.info("label %s seed%d: positive_frac %.3f, %.2f ms/update", env, seed, metrics["positive_frac"], 1000 * sec)
+    log.info(
+        "label %s seed%d: positive_frac %.3f, %.2f ms/update", env, seed, metrics["positive_frac"], 1000 * sec
+    )
     return metrics
 
 
@@ -100,7 +94,9 @@ def main(
     p = load_params(params)
     paths.check_env_seed(p, env, seed)
     out_dir = out or paths.label_dir(env, seed)
-    with tracking.stage_run("label", {"label": p.label.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
+    with tracking.stage_run(
+        "label", {"label": p.label.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed
+    ) as tracked:
         run(p, env, seed, paths.dataset_root(env), out_dir)
         tracked.mirror(out_dir)
 

@@ -8,6 +8,7 @@ data/train_cfgrl/<env>/seed*/metrics.json. Writes to data/plots/<env>/:
   drift_vs_w.png             E||a_w - a_0||^2: how far pi_w moves from flow BC
   advantage_hist.png         advantages with the label threshold
   weight_concentration.png   AWR weight ESS fraction / top-1% share over training vs CFGRL's loss weights
+  training_curves.png        losses of the label, train_cfgrl and train_awr stages over training
   results.csv                the numbers behind return_vs_w.png (mean and 95% CI per setting)
 """
 
@@ -39,8 +40,16 @@ def aggregate(episodes: pd.DataFrame) -> pd.DataFrame:
     for (method, setting), g in episodes.groupby(["method", "setting"]):
         per_seed = g.groupby("seed")["return"].mean().to_numpy()
         values = per_seed if len(per_seed) > 1 else g["return"].to_numpy()
-        rows.append({"method": method, "setting": setting, "seeds": len(per_seed), "return_mean": values.mean(),
-                     "return_ci95": ci95(values), "ci_over": "seeds" if len(per_seed) > 1 else "episodes"})
+        rows.append(
+            {
+                "method": method,
+                "setting": setting,
+                "seeds": len(per_seed),
+                "return_mean": values.mean(),
+                "return_ci95": ci95(values),
+                "ci_over": "seeds" if len(per_seed) > 1 else "episodes",
+            }
+        )
     return pd.DataFrame(rows).sort_values(["method", "setting"]).reset_index(drop=True)
 
 
@@ -49,15 +58,32 @@ def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: P
     c = res[res.method == "cfgrl"]
     a = res[res.method == "awr"]
     ax.plot(c.setting, c.return_mean, "o-", color="C0", label="CFGRL (x = w)")
-    ax.fill_between(c.setting, c.return_mean - c.return_ci95.fillna(0), c.return_mean + c.return_ci95.fillna(0),
-                    color="C0", alpha=0.2)
-    ax.errorbar(a.setting, a.return_mean, yerr=a.return_ci95.fillna(0), fmt="s--", color="C3", capsize=3,
-                label="AWR (x = 1/beta)")
+    ax.fill_between(
+        c.setting,
+        c.return_mean - c.return_ci95.fillna(0),
+        c.return_mean + c.return_ci95.fillna(0),
+        color="C0",
+        alpha=0.2,
+    )
+    ax.errorbar(
+        a.setting,
+        a.return_mean,
+        yerr=a.return_ci95.fillna(0),
+        fmt="s--",
+        color="C3",
+        capsize=3,
+        label="AWR (x = 1/beta)",
+    )
     ax.axhline(dataset_return, color="gray", ls=":", label=f"dataset mean ({dataset_return:.0f})")
     bc = c[c.setting == 0]
     if len(bc):
-        ax.axhline(float(bc.return_mean.iloc[0]), color="C0", ls=":", alpha=0.7,
-                   label=f"flow BC, w = 0 ({float(bc.return_mean.iloc[0]):.0f})")
+        ax.axhline(
+            float(bc.return_mean.iloc[0]),
+            color="C0",
+            ls=":",
+            alpha=0.7,
+            label=f"flow BC, w = 0 ({float(bc.return_mean.iloc[0]):.0f})",
+        )
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("guidance weight w  /  AWR 1/beta  (symlog)")
     ax.set_ylabel("episode return")
@@ -88,7 +114,9 @@ def plot_advantages(advs: dict[int, np.ndarray], threshold: float, env: str, pat
     lo, hi = np.quantile(np.concatenate(list(advs.values())), [0.001, 0.999])
     for seed, adv in advs.items():
         frac = float((adv > threshold).mean())
-        ax.hist(adv, bins=100, range=(lo, hi), histtype="step", label=f"seed {seed}: {frac:.1%} above threshold")
+        ax.hist(
+            adv, bins=100, range=(lo, hi), histtype="step", label=f"seed {seed}: {frac:.1%} above threshold"
+        )
     ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:g}")
     ax.set_xlabel("advantage A = min Q(s,a) - V(s)")
     ax.set_ylabel("transitions")
@@ -99,19 +127,29 @@ def plot_advantages(advs: dict[int, np.ndarray], threshold: float, env: str, pat
     plt.close(fig)
 
 
-def plot_concentration(awr_logs: dict[int, pd.DataFrame], cfgrl_metrics: dict[int, dict], env: str,
-                       path: Path) -> None:
+def plot_concentration(
+    awr_logs: dict[int, pd.DataFrame], cfgrl_metrics: dict[int, dict], env: str, path: Path
+) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
-    for key, ax, label in [("ess_frac", axes[0], "effective sample size / batch size"),
-                           ("top1pct_share", axes[1], "weight share of the top 1% samples")]:
+    for key, ax, label in [
+        ("ess_frac", axes[0], "effective sample size / batch size"),
+        ("top1pct_share", axes[1], "weight share of the top 1% samples"),
+    ]:
         for seed, df in awr_logs.items():
             cols = [c for c in df.columns if c.endswith(f"/{key}")]
             for i, col in enumerate(cols):
                 name = col.split("/")[1].replace("inv_beta=", "AWR 1/beta=")
-                ax.plot(df.step, df[col], color=f"C{i}", alpha=0.8, label=name if seed == min(awr_logs) else None)
+                ax.plot(
+                    df.step, df[col], color=f"C{i}", alpha=0.8, label=name if seed == min(awr_logs) else None
+                )
         for seed, m in cfgrl_metrics.items():
             if f"weight_{key}" in m:
-                ax.axhline(m[f"weight_{key}"], color="k", ls="--", label="CFGRL loss weights" if seed == min(cfgrl_metrics) else None)
+                ax.axhline(
+                    m[f"weight_{key}"],
+                    color="k",
+                    ls="--",
+                    label="CFGRL loss weights" if seed == min(cfgrl_metrics) else None,
+                )
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -120,6 +158,32 @@ def plot_concentration(awr_logs: dict[int, pd.DataFrame], cfgrl_metrics: dict[in
     fig.suptitle(f"{env}: how concentrated the per-sample loss weights are (per batch)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_training_curves(logs: dict[str, dict[int, pd.DataFrame]], env: str, path: Path) -> None:
+    """Losses over training steps of every training stage (one panel each, one line per seed)."""
+    panels = [("label", ["critic/loss", "value/loss"]), ("train_cfgrl", ["actor/loss"]), ("train_awr", None)]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, (stage, cols) in zip(axes, panels):
+        for seed, df in logs[stage].items():
+            keys = cols or [c for c in df.columns if c.endswith("/loss") and "inv_beta" in c]
+            for i, col in enumerate(keys):
+                ax.plot(
+                    df.step,
+                    df[col],
+                    color=f"C{i}",
+                    alpha=0.8,
+                    label=col if seed == min(logs[stage]) else None,
+                )
+        ax.set_title(stage)
+        ax.set_xlabel("training step")
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{env}: training losses")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -140,6 +204,12 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
     awr_logs = {s: pd.read_csv(paths.awr_dir(env, s) / "train_log.csv") for s in seeds}
     cfgrl_metrics = {s: json.loads((paths.cfgrl_dir(env, s) / "metrics.json").read_text()) for s in seeds}
     plot_concentration(awr_logs, cfgrl_metrics, env, out_dir / "weight_concentration.png")
+    logs = {
+        "label": {s: pd.read_csv(paths.label_dir(env, s) / "train_log.csv") for s in seeds},
+        "train_cfgrl": {s: pd.read_csv(paths.cfgrl_dir(env, s) / "train_log.csv") for s in seeds},
+        "train_awr": awr_logs,
+    }
+    plot_training_curves(logs, env, out_dir / "training_curves.png")
     write_csv_atomic(res, out_dir / "results.csv")
     return res
 
@@ -153,7 +223,9 @@ def main(
     p = load_params(params)
     paths.check_env_seed(p, env)
     out_dir = out or paths.plots_dir(env)
-    with tracking.stage_run("plot", {"seeds": p.seeds, "label.threshold": p.label.threshold}, env=env) as tracked:
+    with tracking.stage_run(
+        "plot", {"seeds": p.seeds, "label.threshold": p.label.threshold}, env=env
+    ) as tracked:
         run(p, env, out_dir)
         tracked.mirror(out_dir)
 

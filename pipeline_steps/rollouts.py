@@ -8,7 +8,7 @@ a time through the same code path, for the equality test and the benchmark.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -43,6 +43,8 @@ def run_lockstep(env_name: str, reset_seeds: list[int], act: ActFn, max_steps: i
 
 def run_sequential(env_name: str, reset_seeds: list[int], act: ActFn, max_steps: int | None = None):
     """The reference: the same episodes one at a time (batch of one)."""
-    results = [run_lockstep(env_name, [s], lambda o, idx, i=i: act(o, np.array([i])), max_steps)
-               for i, s in enumerate(reset_seeds)]
+    results = [
+        run_lockstep(env_name, [s], lambda o, idx, i=i: act(o, np.array([i])), max_steps)
+        for i, s in enumerate(reset_seeds)
+    ]
     return np.concatenate([r for r, _ in results]), np.concatenate([l for _, l in results])

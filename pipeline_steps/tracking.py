@@ -74,14 +74,20 @@ class _Run:
         try:
             fn()
         except Exception as err:  # noqa: BLE001 - tracking must never fail a stage
-            warnings.warn(f"MLflow tracking disabled for this run ({what} failed: {type(err).__name__}: {err}); "
-                          "the DVC outputs are complete", stacklevel=3)
+            warnings.warn(
+                f"MLflow tracking disabled for this run ({what} failed: {type(err).__name__}: {err}); "
+                "the DVC outputs are complete",
+                stacklevel=3,
+            )
             self.mlflow = None
 
     def log_metrics_file(self, path: Path) -> None:
         """Final metrics from a JSON metrics file (nested keys joined with '.')."""
-        metrics = {_metric_key(k): float(v) for k, v in flatten(json.loads(Path(path).read_text())).items()
-                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        metrics = {
+            _metric_key(k): float(v)
+            for k, v in flatten(json.loads(Path(path).read_text())).items()
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         self._guard("log_metrics", lambda: self.mlflow.log_metrics(metrics))
 
     def log_training_log(self, path: Path, prefix: str = "") -> None:
@@ -90,8 +96,13 @@ class _Run:
 
         df = pd.read_csv(path)
         now = int(time.time() * 1000)
-        metrics = [Metric(_metric_key(prefix + col), float(v), now, int(step))
-                   for col in df.columns if col != "step" for step, v in zip(df["step"], df[col]) if math.isfinite(v)]
+        metrics = [
+            Metric(_metric_key(prefix + col), float(v), now, int(step))
+            for col in df.columns
+            if col != "step"
+            for step, v in zip(df["step"], df[col])
+            if math.isfinite(v)
+        ]
 
         def log_batch():
             client, run_id = self.mlflow.MlflowClient(), self.mlflow.active_run().info.run_id
@@ -116,9 +127,9 @@ class _Run:
         for p in paths:
             p = Path(p)
             if p.is_dir():
-                self._guard("log_artifacts", lambda: self.mlflow.log_artifacts(str(p), p.name))
+                self._guard("log_artifacts", lambda p=p: self.mlflow.log_artifacts(str(p), p.name))
             elif p.exists():
-                self._guard("log_artifact", lambda: self.mlflow.log_artifact(str(p)))
+                self._guard("log_artifact", lambda p=p: self.mlflow.log_artifact(str(p)))
 
 
 @contextlib.contextmanager
@@ -134,7 +145,9 @@ def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None
             mlflow.set_tracking_uri(tracking_uri())
             if mlflow.get_experiment_by_name(EXPERIMENT) is None:
                 with contextlib.suppress(Exception):  # a parallel job may have created it meanwhile
-                    mlflow.create_experiment(EXPERIMENT, artifact_location=(Path("mlartifacts").resolve()).as_uri())
+                    mlflow.create_experiment(
+                        EXPERIMENT, artifact_location=(Path("mlartifacts").resolve()).as_uri()
+                    )
             mlflow.set_experiment(EXPERIMENT)
             tags = {"stage": stage, "git_commit": git_commit()}
             if env is not None:
@@ -144,13 +157,17 @@ def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None
             for var, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_STAGE", "dvc_stage")):
                 if os.environ.get(var):
                     tags[tag] = os.environ[var]
-            name = "-".join(str(x) for x in (stage, env, None if seed is None else f"seed{seed}") if x is not None)
+            name = "-".join(
+                str(x) for x in (stage, env, None if seed is None else f"seed{seed}") if x is not None
+            )
             mlflow.start_run(run_name=name, tags=tags)
             mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
             run = _Run(mlflow)
         except Exception as err:  # noqa: BLE001
-            warnings.warn(f"MLflow tracking unavailable ({type(err).__name__}: {err}); the stage runs untracked",
-                          stacklevel=3)
+            warnings.warn(
+                f"MLflow tracking unavailable ({type(err).__name__}: {err}); the stage runs untracked",
+                stacklevel=3,
+            )
             with contextlib.suppress(Exception):
                 mlflow.end_run("FAILED")
     try:

@@ -18,13 +18,11 @@ from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.config import AwrParams, Params, load_params
 from pipeline_steps.data import write_json_atomic
 from pipeline_steps.training import (
-    Sampler,
-    check_finite_parameters,
+    fit,
     labelled_tensors,
     load_checkpoint,
-    save_checkpoint,
+    save_agent,
     setup_torch,
-    train_loop,
     write_csv_atomic,
 )
 
@@ -39,19 +37,11 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     data.pop("optimal")
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = AWR(obs_dim, act_dim, cfg, compile=params.runtime.compile)
-    if cfg.normalize_obs:
-        agent.obs_norm.fit(data["observations"])
-    train_log, sec = train_loop(agent.update, Sampler(data, cfg.batch_size, gen), cfg.steps, cfg.log_every,
-                                desc=f"train_awr {env} seed{seed}")
-    check_finite_parameters(agent, "AWR policies")
+    train_log, sec = fit(agent, data, cfg, gen, f"train_awr {env} seed{seed}")
     final = train_log.iloc[-1].to_dict()
     metrics = {k.removeprefix("actor/").replace("/", "_"): v for k, v in final.items() if k != "step"}
     metrics.update({"ms_per_update": 1000 * sec, "steps": cfg.steps})
-    save_checkpoint(
-        {"kind": "awr", "env": env, "seed": seed, "obs_dim": obs_dim, "act_dim": act_dim,
-         "config": cfg.model_dump(), "state_dict": agent.state_dict()},
-        out_dir / "policies.pt",
-    )
+    save_agent(out_dir / "policies.pt", "awr", agent, cfg, env, seed, act_dim)
     write_csv_atomic(train_log, out_dir / "train_log.csv")
     write_json_atomic(metrics, out_dir / "metrics.json")
     log.info("train_awr %s seed%d: %.2f ms/update", env, seed, 1000 * sec)
@@ -76,9 +66,13 @@ def main(
     p = load_params(params)
     paths.check_env_seed(p, env, seed)
     out_dir = out or paths.awr_dir(env, seed)
-    with tracking.stage_run("train_awr", {"train_awr": p.train_awr.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
-        run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz",
-        out_dir)
+    with tracking.stage_run(
+        "train_awr",
+        {"train_awr": p.train_awr.model_dump(), "runtime": p.runtime.model_dump()},
+        env=env,
+        seed=seed,
+    ) as tracked:
+        run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz", out_dir)
         tracked.mirror(out_dir)
 
 

@@ -20,13 +20,11 @@ from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.config import CfgrlParams, Params, load_params
 from pipeline_steps.data import write_json_atomic
 from pipeline_steps.training import (
-    Sampler,
-    check_finite_parameters,
+    fit,
     labelled_tensors,
     load_checkpoint,
-    save_checkpoint,
+    save_agent,
     setup_torch,
-    train_loop,
     write_csv_atomic,
 )
 
@@ -36,7 +34,11 @@ log = logging.getLogger(__name__)
 def loss_weight_concentration(optimal: torch.Tensor, cfg: CfgrlParams) -> dict[str, float]:
     """How concentrated CFGRL's per-sample loss weights are per batch, comparable to AWR's weights:
     binary_weighted weighs a sample o + uncond_weight; ternary_dropout weighs every sample 1."""
-    w = optimal.float() + cfg.uncond_weight if cfg.label_scheme == "binary_weighted" else torch.ones(len(optimal))
+    w = (
+        optimal.float() + cfg.uncond_weight
+        if cfg.label_scheme == "binary_weighted"
+        else torch.ones(len(optimal))
+    )
     n = len(w) // cfg.batch_size * cfg.batch_size
     batches = w[:n].reshape(-1, cfg.batch_size) if n else w[None]  # [n_batches, B]
     return {f"weight_{k}": float(v.mean()) for k, v in weight_concentration(batches).items()}
@@ -50,20 +52,18 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     data.pop("advantages")
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = CFGRL(obs_dim, act_dim, cfg, compile=params.runtime.compile)
-    if cfg.normalize_obs:
-        agent.obs_norm.fit(data["observations"])
-    train_log, sec = train_loop(lambda b: agent.update(b, gen), Sampler(data, cfg.batch_size, gen), cfg.steps,
-                                cfg.log_every, desc=f"train_cfgrl {env} seed{seed}")
-    check_finite_parameters(agent, "CFGRL velocity net")
-    final = train_log.iloc[-1].to_dict()
-    metrics = {"actor_loss": final["actor/loss"], "ms_per_update": 1000 * sec, "steps": cfg.steps,
-               "positive_frac": float(data["optimal"].float().mean()),
-               **loss_weight_concentration(data["optimal"], cfg)}
-    save_checkpoint(
-        {"kind": "cfgrl", "env": env, "seed": seed, "obs_dim": obs_dim, "act_dim": act_dim,
-         "config": cfg.model_dump(), "state_dict": agent.state_dict()},
-        out_dir / "policy.pt",
+    train_log, sec = fit(
+        agent, data, cfg, gen, f"train_cfgrl {env} seed{seed}", update=lambda b: agent.update(b, gen)
     )
+    final = train_log.iloc[-1].to_dict()
+    metrics = {
+        "actor_loss": final["actor/loss"],
+        "ms_per_update": 1000 * sec,
+        "steps": cfg.steps,
+        "positive_frac": float(data["optimal"].float().mean()),
+        **loss_weight_concentration(data["optimal"], cfg),
+    }
+    save_agent(out_dir / "policy.pt", "cfgrl", agent, cfg, env, seed, act_dim)
     write_csv_atomic(train_log, out_dir / "train_log.csv")
     write_json_atomic(metrics, out_dir / "metrics.json")
     log.info("train_cfgrl %s seed%d: %.2f ms/update", env, seed, 1000 * sec)
@@ -88,9 +88,13 @@ def main(
     p = load_params(params)
     paths.check_env_seed(p, env, seed)
     out_dir = out or paths.cfgrl_dir(env, seed)
-    with tracking.stage_run("train_cfgrl", {"train_cfgrl": p.train_cfgrl.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed) as tracked:
-        run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz",
-        out_dir)
+    with tracking.stage_run(
+        "train_cfgrl",
+        {"train_cfgrl": p.train_cfgrl.model_dump(), "runtime": p.runtime.model_dump()},
+        env=env,
+        seed=seed,
+    ) as tracked:
+        run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz", out_dir)
         tracked.mirror(out_dir)
 
 

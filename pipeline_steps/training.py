@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -79,6 +78,35 @@ def train_loop(
     return pd.DataFrame(rows), sec_per_update
 
 
+def fit(agent, data: dict[str, torch.Tensor], cfg, gen: torch.Generator, desc: str, update=None):
+    """Dataset observation statistics (when cfg.normalize_obs), cfg.steps updates on uniform minibatches,
+    then a check that no parameter went non-finite. Returns (log table, seconds per update)."""
+    if cfg.normalize_obs:
+        agent.obs_norm.fit(data["observations"])
+    sampler = Sampler(data, cfg.batch_size, gen)
+    train_log, sec = train_loop(update or agent.update, sampler, cfg.steps, cfg.log_every, desc=desc)
+    check_finite_parameters(agent, desc)
+    return train_log, sec
+
+
+def save_agent(path: Path, kind: str, agent: torch.nn.Module, cfg, env: str, seed: int, act_dim: int) -> None:
+    """Checkpoint with everything needed to rebuild the agent: weights (incl. observation statistics),
+    its config section, dimensions, and where it came from."""
+    obs_dim = agent.obs_norm.mean.shape[0]
+    save_checkpoint(
+        {
+            "kind": kind,
+            "env": env,
+            "seed": seed,
+            "obs_dim": obs_dim,
+            "act_dim": act_dim,
+            "config": cfg.model_dump(),
+            "state_dict": agent.state_dict(),
+        },
+        path,
+    )
+
+
 def check_finite_parameters(module: torch.nn.Module, what: str) -> None:
     for name, p in module.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():
@@ -123,8 +151,10 @@ def labelled_tensors(dataset_root: Path, labels_path: Path) -> dict[str, torch.T
     with np.load(labels_path) as z:
         adv, opt = z["advantages"], z["optimal"]
     if len(adv) != len(tr) or len(opt) != len(tr):
-        raise DatasetError(f"{labels_path}: {len(adv)} labels for {len(tr)} transitions of {dataset_root}; "
-                           "rerun the label stage")
+        raise DatasetError(
+            f"{labels_path}: {len(adv)} labels for {len(tr)} transitions of {dataset_root}; "
+            "rerun the label stage"
+        )
     return {
         "observations": torch.from_numpy(tr.observations),
         "actions": torch.from_numpy(tr.actions),

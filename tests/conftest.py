@@ -226,8 +226,9 @@ def http_server(monkeypatch):
 # --------------------------------------------------------------------------------------------
 # synthetic datasets for the training stages (no physics: random episodes of an env's shapes)
 # --------------------------------------------------------------------------------------------
-def write_synthetic_dataset(root: Path, env_name: str = "cheetah-run", episodes: int = 2, steps: int = 64,
-                            seed: int = 0) -> int:
+def write_synthetic_dataset(
+    root: Path, env_name: str = "cheetah-run", episodes: int = 2, steps: int = 64, seed: int = 0
+) -> int:
     """Random episodes with `env_name`'s observation / action shapes, written as the Minari dataset
     the training stages read (at `root`, e.g. <tmp>/data/dataset/<env>/minari). Returns the
     number of transitions."""

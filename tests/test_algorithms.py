@@ -94,14 +94,20 @@ def test_guided_velocity_limits_and_extrapolation():
     agent = make_cfgrl()
     g = torch.Generator().manual_seed(1)
     B = 16
-    obs, x, t = torch.randn(B, OBS_DIM, generator=g), torch.randn(B, ACT_DIM, generator=g), torch.rand(B, generator=g)
+    obs, x, t = (
+        torch.randn(B, OBS_DIM, generator=g),
+        torch.randn(B, ACT_DIM, generator=g),
+        torch.rand(B, generator=g),
+    )
     v_uncond = velocity_of(agent, obs, x, t, NULL)
     v_opt = velocity_of(agent, obs, x, t, POSITIVE)
     assert (v_opt - v_uncond).abs().max() > 1e-2  # the two conditions differ, so the checks below bite
 
     torch.testing.assert_close(agent.guided_velocity(obs, x, t, 0.0), v_uncond, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(agent.guided_velocity(obs, x, t, 1.0), v_opt, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(agent.guided_velocity(obs, x, t, 2.0), 2 * v_opt - v_uncond, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        agent.guided_velocity(obs, x, t, 2.0), 2 * v_opt - v_uncond, atol=1e-5, rtol=1e-5
+    )
 
     # per-sample w: row i is guided with its own w_i
     w = torch.linspace(0.0, 5.0, B)
@@ -251,7 +257,7 @@ def test_flow_loss_sees_the_interpolant(scheme):
     batch, x_0, t, drop = _flow_batch()
     calls = _replace_velocity(agent, lambda obs, x, t, label: torch.zeros_like(x))
     loss, _ = agent.actor_loss(batch, x_0, t, drop)
-    (_, x_seen, t_seen, labels), = calls
+    ((_, x_seen, t_seen, labels),) = calls
     B = len(x_0)
     x_t = (1 - t[:, None]) * x_0 + t[:, None] * batch["actions"]
     torch.testing.assert_close(x_seen[:B], x_t)
@@ -398,9 +404,11 @@ def test_awr_policy_k_gradient_depends_only_on_its_own_beta():
     torch.manual_seed(0)
     agent = AWR(OBS_DIM, ACT_DIM, awr_cfg(inv_betas=[1.0, 3.0, 10.0]))
     g = torch.Generator().manual_seed(1)
-    batch = {"observations": torch.randn(32, OBS_DIM, generator=g),
-             "actions": torch.rand(32, ACT_DIM, generator=g) * 2 - 1,
-             "advantages": torch.randn(32, generator=g)}
+    batch = {
+        "observations": torch.randn(32, OBS_DIM, generator=g),
+        "actions": torch.rand(32, ACT_DIM, generator=g) * 2 - 1,
+        "advantages": torch.randn(32, generator=g),
+    }
     before = _awr_grads(agent, batch)
     agent.inv_betas[2] = 0.01  # change only policy 2's temperature
     after = _awr_grads(agent, batch)
@@ -544,9 +552,13 @@ def test_polyak_update_rate():
 
 def _iql_batch(B=32, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"observations": torch.randn(B, OBS_DIM, generator=g), "actions": torch.rand(B, ACT_DIM, generator=g),
-            "rewards": torch.rand(B, generator=g), "next_observations": torch.randn(B, OBS_DIM, generator=g),
-            "masks": torch.ones(B)}
+    return {
+        "observations": torch.randn(B, OBS_DIM, generator=g),
+        "actions": torch.rand(B, ACT_DIM, generator=g),
+        "rewards": torch.rand(B, generator=g),
+        "next_observations": torch.randn(B, OBS_DIM, generator=g),
+        "masks": torch.ones(B),
+    }
 
 
 def test_iql_target_starts_equal_and_follows_polyak():
@@ -723,14 +735,25 @@ def synthetic_stage_inputs(tmp_path_factory):
 
 
 def _tiny_stage_params(**over):
-    return make_params({
-        "envs": ["cheetah-run"],
-        "label.steps": 6, "label.log_every": 2, "label.hidden": [8], "label.batch_size": 16,
-        "train_cfgrl.steps": 6, "train_cfgrl.log_every": 2, "train_cfgrl.hidden": [8], "train_cfgrl.batch_size": 16,
-        "train_cfgrl.flow_steps": 4,
-        "train_awr.steps": 6, "train_awr.log_every": 2, "train_awr.hidden": [8], "train_awr.batch_size": 16,
-        **over,
-    })
+    return make_params(
+        {
+            "envs": ["cheetah-run"],
+            "label.steps": 6,
+            "label.log_every": 2,
+            "label.hidden": [8],
+            "label.batch_size": 16,
+            "train_cfgrl.steps": 6,
+            "train_cfgrl.log_every": 2,
+            "train_cfgrl.hidden": [8],
+            "train_cfgrl.batch_size": 16,
+            "train_cfgrl.flow_steps": 4,
+            "train_awr.steps": 6,
+            "train_awr.log_every": 2,
+            "train_awr.hidden": [8],
+            "train_awr.batch_size": 16,
+            **over,
+        }
+    )
 
 
 def _nan_after(update, at):

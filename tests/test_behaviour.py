@@ -25,7 +25,9 @@ GOOD_FRAC = 0.3
 P_OPT_GOOD, P_OPT_BAD = 0.8, 0.1
 CFGRL_STEPS = 1500
 N_SAMPLES = 4000
-OBS = torch.ones(1, 2)  # constant, non-zero: all-zero inputs give zero gradients, whose Adam moments go denormal
+OBS = torch.ones(
+    1, 2
+)  # constant, non-zero: all-zero inputs give zero gradients, whose Adam moments go denormal
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,12 +66,14 @@ def bandit_data(labels: str, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def train_bandit(labels: str, scheme: str, seed: int = 0) -> CFGRL:
-    cfg = make_params({
-        "train_cfgrl.hidden": [64, 64],
-        "train_cfgrl.lr": 3e-3,
-        "train_cfgrl.label_scheme": scheme,
-        "train_cfgrl.flow_steps": 32,
-    }).train_cfgrl
+    cfg = make_params(
+        {
+            "train_cfgrl.hidden": [64, 64],
+            "train_cfgrl.lr": 3e-3,
+            "train_cfgrl.label_scheme": scheme,
+            "train_cfgrl.flow_steps": 32,
+        }
+    ).train_cfgrl
     torch.manual_seed(seed)
     agent = CFGRL(2, 1, cfg)
     data = bandit_data(labels, seed)
@@ -181,7 +185,9 @@ def expectile(values: np.ndarray, probs: np.ndarray, tau: float) -> float:
     return (lo + hi) / 2
 
 
-def transitions(rows: list[tuple[int, float, float, int, float, int]], n_states: int) -> dict[str, torch.Tensor]:
+def transitions(
+    rows: list[tuple[int, float, float, int, float, int]], n_states: int
+) -> dict[str, torch.Tensor]:
     """rows of (state, action, reward, next_state, mask, count) -> tensors, one-hot observations."""
     eye = torch.eye(n_states)
     s, a, r, s2, m = [], [], [], [], []
@@ -201,10 +207,14 @@ def transitions(rows: list[tuple[int, float, float, int, float, int]], n_states:
 
 
 def train_iql(data, steps: int, **over) -> IQL:
-    cfg = make_params({
-        "label.hidden": [64, 64], "label.lr": 3e-3, "label.polyak": 0.05,
-        **{f"label.{k}": v for k, v in over.items()},
-    }).label
+    cfg = make_params(
+        {
+            "label.hidden": [64, 64],
+            "label.lr": 3e-3,
+            "label.polyak": 0.05,
+            **{f"label.{k}": v for k, v in over.items()},
+        }
+    ).label
     torch.manual_seed(0)
     agent = IQL(data["observations"].shape[1], 1, cfg)
     for _ in range(steps):

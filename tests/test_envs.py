@@ -88,7 +88,8 @@ def test_actions_outside_the_box_are_clipped():
 
 
 def test_actions_are_rescaled_to_non_unit_bounds():
-    """quadruped-walk actuators have bounds like [-1, 1.1] and [-0.8, 0.8]: -1 / 0 / 1 map to low / mid / high."""
+    """quadruped-walk actuators have bounds like [-1, 1.1] and [-0.8, 0.8]:
+    -1 / 0 / 1 map to low / mid / high."""
     env = make_env("quadruped-walk")
     spec = env.unwrapped._env.action_spec()
     low, high = spec.minimum, spec.maximum

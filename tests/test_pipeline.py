@@ -66,7 +66,9 @@ def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CFGRL_TRACKING": "0", "TQDM_DISABLE": "1"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -78,8 +80,9 @@ def _ran_stages(out: str) -> list[str]:
 def tiny_repo(tmp_path_factory) -> Path:
     """A git + DVC copy of the repo's tracked files with the tiny profile as params.yaml, reproduced once."""
     dst = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for f in files:
         if f.startswith(("tests/", "data/")) or not (REPO / f).is_file():
             continue
@@ -135,5 +138,8 @@ def test_editing_a_dataset_param_invalidates_the_dataset_and_downstream(tiny_rep
     status = _run(["dvc", "status", "--json"], tiny_repo).stdout
     changed = set(json.loads(status))
     assert "dataset@cheetah-run" in changed
-    assert {"label@cheetah-run-0", "train_cfgrl@cheetah-run-0", "evaluate@cheetah-run-0"} <= changed or \
-        changed == {"dataset@cheetah-run"}  # downstream shows once the dataset hash changes
+    assert {
+        "label@cheetah-run-0",
+        "train_cfgrl@cheetah-run-0",
+        "evaluate@cheetah-run-0",
+    } <= changed or changed == {"dataset@cheetah-run"}  # downstream shows once the dataset hash changes

@@ -44,25 +44,44 @@ def one_thread():
 
 
 def tiny_raw() -> dict:
-    return raw_params({
-        "envs": [ENV],
-        "seeds": [SEED, 5],
-        "dataset.source": "collect",
-        "dataset.collect.behaviour": "correlated",
-        "dataset.collect.transitions": TRANSITIONS,
-        "label.steps": LABEL_STEPS, "label.log_every": LABEL_LOG, "label.hidden": [32, 32], "label.batch_size": 128,
-        "train_cfgrl.steps": CFGRL_STEPS, "train_cfgrl.log_every": CFGRL_LOG, "train_cfgrl.hidden": [32, 32],
-        "train_cfgrl.batch_size": 128, "train_cfgrl.flow_steps": 8,
-        "train_awr.steps": AWR_STEPS, "train_awr.log_every": AWR_LOG, "train_awr.hidden": [32, 32],
-        "train_awr.batch_size": 128, "train_awr.inv_betas": INV_BETAS,
-        "runtime.threads": 1, "runtime.compile": False,
-    })
+    return raw_params(
+        {
+            "envs": [ENV],
+            "seeds": [SEED, 5],
+            "dataset.source": "collect",
+            "dataset.collect.behaviour": "correlated",
+            "dataset.collect.transitions": TRANSITIONS,
+            "label.steps": LABEL_STEPS,
+            "label.log_every": LABEL_LOG,
+            "label.hidden": [32, 32],
+            "label.batch_size": 128,
+            "train_cfgrl.steps": CFGRL_STEPS,
+            "train_cfgrl.log_every": CFGRL_LOG,
+            "train_cfgrl.hidden": [32, 32],
+            "train_cfgrl.batch_size": 128,
+            "train_cfgrl.flow_steps": 8,
+            "train_awr.steps": AWR_STEPS,
+            "train_awr.log_every": AWR_LOG,
+            "train_awr.hidden": [32, 32],
+            "train_awr.batch_size": 128,
+            "train_awr.inv_betas": INV_BETAS,
+            "runtime.threads": 1,
+            "runtime.compile": False,
+        }
+    )
 
 
 def cli(stage: str, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "CFGRL_TRACKING": "0", "TQDM_DISABLE": "1", "MUJOCO_GL": "egl", "COLUMNS": "250"}
-    proc = subprocess.run([sys.executable, "-m", f"pipeline_steps.{stage}", "--params", "tiny.yaml", *args],
-                          check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"pipeline_steps.{stage}", "--params", "tiny.yaml", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{stage} {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -209,11 +228,19 @@ def test_train_cfgrl_is_deterministic(work, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    pd.testing.assert_frame_equal(pd.read_csv(first / "train_log.csv"), pd.read_csv(tmp_path / "again" / "train_log.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(first / "train_log.csv"), pd.read_csv(tmp_path / "again" / "train_log.csv")
+    )
 
     # in process, another seed: different weights (so the equality above is not vacuous)
-    train_cfgrl.run(params(), ENV, 5, work / "data" / "dataset" / ENV / "minari", label_dir(work) / "labels.npz",
-                    tmp_path / "seed5")
+    train_cfgrl.run(
+        params(),
+        ENV,
+        5,
+        work / "data" / "dataset" / ENV / "minari",
+        label_dir(work) / "labels.npz",
+        tmp_path / "seed5",
+    )
     c = torch.load(tmp_path / "seed5" / "policy.pt", weights_only=False)["state_dict"]
     assert not torch.equal(a["velocity.net.0.weight"], c["velocity.net.0.weight"])
 
@@ -222,6 +249,12 @@ def test_labels_of_another_length_are_refused(work, tmp_path):
     with np.load(label_dir(work) / "labels.npz") as z:
         np.savez(tmp_path / "labels.npz", advantages=z["advantages"][:-1], optimal=z["optimal"][:-1])
     with pytest.raises(DatasetError, match="rerun the label stage"):
-        train_cfgrl.run(params(), ENV, SEED, work / "data" / "dataset" / ENV / "minari", tmp_path / "labels.npz",
-                        tmp_path / "out")
+        train_cfgrl.run(
+            params(),
+            ENV,
+            SEED,
+            work / "data" / "dataset" / ENV / "minari",
+            tmp_path / "labels.npz",
+            tmp_path / "out",
+        )
     assert not (tmp_path / "out").exists()

@@ -7,7 +7,8 @@ Operator" (2025). One velocity network v(s, x_t, t, o) learns the unconditional 
 follows pi_hat(a|s) p(o|s,a)^w: w = 0 is flow BC, w = 1 the conditional policy, w > 1 improves further.
 Follows the authors' ExORL code (method.md §3):
     x_1 = a, x_0 ~ N(0, I), t on the grid {0, 1/n, ..., 1}, x_t = (1 - t) x_0 + t x_1, target x_1 - x_0
-    binary_weighted:  L = mean[ o ||v(s, 1, x_t, t) - (x_1 - x_0)||^2 + 0.1 ||v(s, null, x_t, t) - (x_1 - x_0)||^2 ]
+    binary_weighted:  L = mean[ o ||v(s, 1, x_t, t) - (x_1 - x_0)||^2
+                                + 0.1 ||v(s, null, x_t, t) - (x_1 - x_0)||^2 ]
     sampling: n Euler steps t_i = i/n, x <- x + vel / n, clip to [-1, 1]
 Alternatives as params: `ternary_dropout` (paper / OGBench: labels {null, negative, positive},
 label dropout p) and t ~ U[0, 1]. Deviation: ||.||^2 is averaged over action dims, as in the code.
@@ -44,7 +45,9 @@ class VelocityNet(nn.Module):
         self.time_emb_dim = cfg.time_emb_dim
         n_labels = 2 if cfg.label_scheme == "binary_weighted" else 3
         self.label_emb = nn.Embedding(n_labels, cfg.label_emb_dim)
-        self.net = mlp(obs_dim + act_dim + cfg.time_emb_dim + cfg.label_emb_dim, cfg.hidden, act_dim, cfg.layer_norm)
+        self.net = mlp(
+            obs_dim + act_dim + cfg.time_emb_dim + cfg.label_emb_dim, cfg.hidden, act_dim, cfg.layer_norm
+        )
 
     def forward(self, obs, x_t, t, label) -> torch.Tensor:
         h = torch.cat([obs, x_t, time_embedding(t, self.time_emb_dim), self.label_emb(label)], -1)
@@ -98,7 +101,10 @@ class CFGRL(nn.Module):
         label = torch.where(drop, NULL, label)  # [B]
         err = flow_error(self.velocity(obs, x_t, t, label), x_0, x_1)  # [B]
         loss = err.mean()
-        return loss, {"actor/loss": loss, "actor/flow_loss_null": (err * drop).sum() / drop.sum().clamp_min(1)}
+        return loss, {
+            "actor/loss": loss,
+            "actor/flow_loss_null": (err * drop).sum() / drop.sum().clamp_min(1),
+        }
 
     def actor_loss(self, batch, x_0, t, drop) -> tuple[torch.Tensor, dict]:
         """The flow loss of the configured label scheme; the noise (x_0, t, drop) is drawn by `update`."""

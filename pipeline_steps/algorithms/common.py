@@ -71,12 +71,17 @@ class EnsembleLayerNorm(nn.Module):
         return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
 
 
-def ensemble_mlp(n: int, in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool,
-                 activation=Mish) -> nn.Sequential:
+def ensemble_mlp(
+    n: int, in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool, activation=Mish
+) -> nn.Sequential:
     """n MLPs (as `mlp`) evaluated together: [n, B, in] -> [n, B, out]."""
     layers: list[nn.Module] = []
     for h in hidden:
-        layers += [EnsembleLinear(n, in_dim, h)] + ([EnsembleLayerNorm(n, h)] if layer_norm else []) + [activation()]
+        layers += (
+            [EnsembleLinear(n, in_dim, h)]
+            + ([EnsembleLayerNorm(n, h)] if layer_norm else [])
+            + [activation()]
+        )
         in_dim = h
     layers.append(EnsembleLinear(n, in_dim, out_dim))
     return nn.Sequential(*layers)
@@ -107,7 +112,6 @@ class ObsNormalizer(nn.Module):
         return (obs - self.mean) / self.std
 
 
-
 class GradientStep:
     """zero_grad -> loss_fn(*args) -> backward -> optimizer.step, returning loss_fn's info dict.
 
@@ -130,7 +134,9 @@ class GradientStep:
             except Exception as err:  # noqa: BLE001 - a backend failure means: run eager
                 if fn is self.loss_fn:
                     raise
-                warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); running eager", stacklevel=2)
+                warnings.warn(
+                    f"torch.compile failed ({type(err).__name__}: {err}); running eager", stacklevel=2
+                )
                 self.compiled = None
                 continue
             self.optimizer.step()

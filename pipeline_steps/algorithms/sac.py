@@ -3,7 +3,8 @@ like D4RL's "replay" datasets: early episodes are random, later ones increasingl
 
 Paper: Haarnoja et al., "Soft Actor-Critic Algorithms and Applications" (2018): tanh-squashed
 Gaussian actor, twin Q with clipped double-Q targets, learned temperature with target entropy -|A|.
-    critic loss  mean_i (Q_i(s,a) - (r + gamma mask (min_j Q'_j(s',a') - alpha log pi(a'|s'))))^2, a' ~ pi(.|s')
+    critic loss  mean_i (Q_i(s,a) - y)^2,  y = r + gamma mask (min_j Q'_j(s',a') - alpha log pi(a'|s')),
+                 a' ~ pi(.|s')
     actor loss   mean(alpha log pi(a~|s) - min_i Q_i(s, a~)),  a~ ~ pi(.|s) (reparameterised)
     alpha loss   mean(-log_alpha (log pi(a~|s) - |A|))
 ReLU MLPs (cheaper than Mish on CPU; this network never touches the offline algorithms).
@@ -50,7 +51,9 @@ class SAC(nn.Module):
         u = mean + eps * log_std.exp()
         a = torch.tanh(u)
         log_prob = (-0.5 * eps.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)  # tanh Jacobian
+        log_prob = log_prob - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(
+            -1
+        )  # tanh Jacobian
         return a, log_prob
 
     def update(self, b: dict[str, torch.Tensor], generator=None) -> None:
@@ -92,10 +95,17 @@ def collect_replay(env_name: str, cfg: CollectSource, seed: int) -> list[Episode
     rng = np.random.default_rng(seed)
     agent = SAC(obs_dim, act_dim, sac_cfg)
     cap = cfg.transitions + 10_000  # whole episodes may overshoot the budget
-    replay = {"obs": torch.zeros(cap, obs_dim), "act": torch.zeros(cap, act_dim), "rew": torch.zeros(cap),
-              "next_obs": torch.zeros(cap, obs_dim), "mask": torch.zeros(cap)}
+    replay = {
+        "obs": torch.zeros(cap, obs_dim),
+        "act": torch.zeros(cap, act_dim),
+        "rew": torch.zeros(cap),
+        "next_obs": torch.zeros(cap, obs_dim),
+        "mask": torch.zeros(cap),
+    }
     episodes, step = [], 0
-    with tqdm(total=cfg.transitions, desc=f"collect {env_name} (sac_replay)", unit="step", mininterval=2.0) as bar:
+    with tqdm(
+        total=cfg.transitions, desc=f"collect {env_name} (sac_replay)", unit="step", mininterval=2.0
+    ) as bar:
         while step < cfg.transitions:
             ep_seed = episode_seed(seed, len(episodes))
             obs, info = env.reset(seed=ep_seed)
@@ -107,8 +117,13 @@ def collect_replay(env_name: str, cfg: CollectSource, seed: int) -> list[Episode
                 else:
                     action = agent.act(obs, gen)
                 next_obs, reward, terminated, truncated, info = env.step(action)
-                for k, v in (("obs", obs), ("act", action), ("rew", reward), ("next_obs", next_obs),
-                             ("mask", 0.0 if terminated else 1.0)):
+                for k, v in (
+                    ("obs", obs),
+                    ("act", action),
+                    ("rew", reward),
+                    ("next_obs", next_obs),
+                    ("mask", 0.0 if terminated else 1.0),
+                ):
                     replay[k][step] = torch.as_tensor(v)
                 step += 1
                 if step >= sac_cfg.random_steps and step % sac_cfg.update_every == 0:
@@ -120,12 +135,17 @@ def collect_replay(env_name: str, cfg: CollectSource, seed: int) -> list[Episode
                 physics.append(info["physics"])
                 obs = next_obs
             T = len(actions)
-            episodes.append(Episode(
-                observations=np.stack(observations), actions=np.stack(actions).astype(np.float32),
-                rewards=np.asarray(rewards, np.float64),
-                terminations=(np.arange(T) == T - 1) & terminated, truncations=(np.arange(T) == T - 1) & truncated,
-                physics=np.stack(physics), seed=ep_seed,
-            ))
+            episodes.append(
+                Episode(
+                    observations=np.stack(observations),
+                    actions=np.stack(actions).astype(np.float32),
+                    rewards=np.asarray(rewards, np.float64),
+                    terminations=(np.arange(T) == T - 1) & terminated,
+                    truncations=(np.arange(T) == T - 1) & truncated,
+                    physics=np.stack(physics),
+                    seed=ep_seed,
+                )
+            )
             bar.update(T)
             bar.set_postfix(ret=f"{episodes[-1].ret:.1f}")
     env.close()

@@ -1,0 +1,102 @@
+"""MLflow tracking mirrors a stage's outputs, and a broken tracking store never fails the stage."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import warnings
+
+import pandas as pd
+import pytest
+
+from pipeline_steps import tracking
+
+
+@pytest.fixture
+def stage_dir(tmp_path, monkeypatch):
+    """A fake stage output dir in a fresh working dir, with tracking on and no inherited URI."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CFGRL_TRACKING", "1")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
+    out = tmp_path / "data" / "label" / "walker-run" / "seed3"
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text(json.dumps({"positive_frac": 0.25, "timing": {"ms": 7.5}, "name": "x"}))
+    pd.DataFrame({"step": [10, 20, 30], "critic/loss": [3.0, 2.0, 1.0]}).to_csv(
+        out / "train_log.csv", index=False
+    )
+    (out / "labels.npz").write_bytes(b"not really npz")
+    return out
+
+
+def _runs(uri: str) -> pd.DataFrame:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[tracking.EXPERIMENT])
+
+
+def test_stage_run_mirrors_outputs(stage_dir, tmp_path):
+    with tracking.stage_run(
+        "label", {"label": {"steps": 100, "hidden": [8, 8]}}, env="walker-run", seed=3
+    ) as t:
+        t.mirror(stage_dir)
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = _runs(uri)
+    assert len(runs) == 1
+    r = runs.iloc[0]
+    assert r.status == "FINISHED"
+    assert (r["tags.stage"], r["tags.env"], r["tags.seed"]) == ("label", "walker-run", "3")
+    assert r["tags.dvc_exp_name"] == "exp-test" and r["tags.git_commit"]
+    assert r["params.label.steps"] == "100" and r["params.label.hidden"] == "[8, 8]"
+    assert r["metrics.positive_frac"] == 0.25 and r["metrics.timing.ms"] == 7.5
+    history = mlflow.MlflowClient().get_metric_history(r.run_id, "critic/loss")
+    assert [(m.step, m.value) for m in history] == [(10, 3.0), (20, 2.0), (30, 1.0)]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(r.run_id)}
+    assert artifacts == {"metrics.json", "train_log.csv", "labels.npz"}
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts next to the DB, not in the cwd-dependent default
+
+
+def test_failing_stage_is_recorded_as_failed_and_raises(stage_dir, tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.stage_run("train_cfgrl", {"x": 1}, env="walker-run", seed=0):
+            raise RuntimeError("boom")
+    assert _runs(f"sqlite:///{tmp_path / 'mlflow.db'}").iloc[0].status == "FAILED"
+
+
+@pytest.mark.parametrize("fault", ["unwritable", "corrupt", "locked"])
+def test_broken_store_warns_and_the_stage_completes(stage_dir, tmp_path, monkeypatch, fault):
+    lock = None
+    if fault == "unwritable":  # a path below a regular file: not creatable, even by root
+        (tmp_path / "a_file").write_text("x")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a_file' / 'mlflow.db'}")
+    elif fault == "corrupt":
+        (tmp_path / "mlflow.db").write_bytes(b"this is not a sqlite database" * 100)
+    else:
+        with tracking.stage_run("dataset", {"x": 1}, env="walker-run"):
+            pass  # create the DB and experiment, then lock it exclusively
+        lock = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+    body_ran = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracking.stage_run("label", {"label": {"steps": 1}}, env="walker-run", seed=3) as t:
+            body_ran = True
+            t.mirror(stage_dir)
+    if lock is not None:
+        lock.rollback()
+        lock.close()
+    assert body_ran
+    messages = [str(w.message) for w in caught if "MLflow tracking" in str(w.message)]
+    assert messages, [str(w.message) for w in caught]
+    # the stage's own outputs are untouched
+    assert json.loads((stage_dir / "metrics.json").read_text())["positive_frac"] == 0.25
+
+
+def test_tracking_off_is_a_no_op(stage_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CFGRL_TRACKING", "0")
+    with tracking.stage_run("label", {"x": 1}, env="walker-run", seed=3) as t:
+        t.mirror(stage_dir)
+    assert not (tmp_path / "mlflow.db").exists()
