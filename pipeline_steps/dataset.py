@@ -15,6 +15,7 @@ import http.client
 import io
 import logging
 import re
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -271,8 +272,12 @@ def build_episodes(params: Params, env_name: str) -> list[Episode]:
 def run(params: Params, env_name: str, out_dir: Path) -> dict:
     """Build the dataset of `env_name` into `out_dir/minari` and return (and write) its statistics."""
     out_dir = Path(out_dir)
+    start = time.perf_counter()
     episodes = build_episodes(params, env_name)
+    seconds = time.perf_counter() - start
     stats = dataset_stats(episodes)
+    stats["build_seconds"] = seconds  # wall time of collection / download + relabelling
+    stats["steps_per_second"] = stats["transitions"] / seconds
     source = params.dataset.source
     detail = params.dataset.collect.behaviour if source == "collect" else ""
     write_minari(episodes, env_name, source, out_dir / "minari", description=f"{env_name} {source} {detail}")

@@ -477,6 +477,8 @@ def test_stats_json_matches_episodes_and_budget_rounds_up(tmp_path):
     assert on_disk["return_max"] == pytest.approx(returns.max(), rel=1e-12)
     assert on_disk["return_std"] == pytest.approx(returns.std(), rel=1e-9)
     assert returns[0] != returns[1]  # two different episodes, not one written twice
+    assert on_disk["build_seconds"] > 0
+    assert on_disk["steps_per_second"] == pytest.approx(2000 / on_disk["build_seconds"])
 
 
 # --------------------------------------------------------------------------------------------
