@@ -29,6 +29,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
             "evaluate.episodes": "2",
             "evaluate.drift_states": "64",
             "evaluate.timing_repeats": "3",
+            "runtime.compile": "false",
         },
     ),
     "paper": (
