@@ -50,14 +50,34 @@ def eval_noise_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([_NOISE_TAG, seed, episode]).generate_state(1, np.uint32)[0])
 
 
+class NoiseStreams:
+    """One stream of N(0, I) flow noise per env, drawn from its own generator in blocks of `block`
+    control steps (one randn call per env per block instead of one per env per step); env i's
+    sequence is the same whichever envs run beside it."""
+
+    def __init__(self, seeds: list[int], act_dim: int, block: int = 1000):
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.act_dim, self.block = act_dim, block
+        self.noise = torch.empty(len(seeds), 0, act_dim)  # [N, drawn steps, A]
+        self.pos = np.zeros(len(seeds), np.int64)  # next unused step per env
+
+    def next(self, idx: np.ndarray) -> torch.Tensor:
+        """The next noise vector of each env in idx: [n, A]."""
+        if len(idx) and self.pos[idx].max() >= self.noise.shape[1]:
+            more = torch.stack([torch.randn(self.block, self.act_dim, generator=g) for g in self.gens])
+            self.noise = torch.cat([self.noise, more], 1)
+        out = self.noise[torch.as_tensor(idx), torch.as_tensor(self.pos[idx])]
+        self.pos[idx] += 1
+        return out
+
+
 def cfgrl_act_fn(agent: CFGRL, ws: np.ndarray, noise_seeds: list[int]) -> ActFn:
-    """Env i samples with guidance w = ws[i] and its own noise generator (seeded noise_seeds[i])."""
-    gens = [torch.Generator().manual_seed(s) for s in noise_seeds]
+    """Env i samples with guidance w = ws[i] and its own noise stream (seeded noise_seeds[i])."""
+    streams = NoiseStreams(noise_seeds, agent.act_dim)
     w_all = torch.as_tensor(ws, dtype=torch.float32)
 
     def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        noise = torch.stack([torch.randn(agent.act_dim, generator=gens[i]) for i in idx])  # [n, A]
-        return agent.sample_actions(obs, w_all[idx], noise=noise)
+        return agent.sample_actions(obs, w_all[idx], noise=streams.next(idx))
 
     return act
 

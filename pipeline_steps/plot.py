@@ -85,6 +85,7 @@ def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: P
             label=f"flow BC, w = 0 ({float(bc.return_mean.iloc[0]):.0f})",
         )
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=-0.3)  # w >= 0: no negative decade on the symlog axis
     ax.set_xlabel("guidance weight w  /  AWR 1/beta  (symlog)")
     ax.set_ylabel("episode return")
     ax.set_title(f"{env}: return vs guidance (mean, 95% CI over {res.ci_over.iloc[0]})")
@@ -100,6 +101,7 @@ def plot_drift(summaries: pd.DataFrame, env: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.plot(d.index, d.values, "o-")
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=-0.3)
     ax.set_xlabel("guidance weight w (symlog)")
     ax.set_ylabel("E ||a_w - a_0||^2 on dataset states")
     ax.set_title(f"{env}: drift of pi_w from flow BC")

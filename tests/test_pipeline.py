@@ -143,3 +143,15 @@ def test_editing_a_dataset_param_invalidates_the_dataset_and_downstream(tiny_rep
         "train_cfgrl@cheetah-run-0",
         "evaluate@cheetah-run-0",
     } <= changed or changed == {"dataset@cheetah-run"}  # downstream shows once the dataset hash changes
+
+
+def test_noise_streams_do_not_depend_on_neighbours_and_refill():
+    """Env 1's noise is the same whether it runs alone or beside others, across a block boundary."""
+    from pipeline_steps.evaluate import NoiseStreams
+
+    together, alone = NoiseStreams([11, 22, 33], 2, block=4), NoiseStreams([11, 22, 33], 2, block=4)
+    a = torch.stack([together.next(np.array([0, 1, 2]))[1] for _ in range(10)])
+    b = torch.stack([alone.next(np.array([1]))[0] for _ in range(10)])
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert len({tuple(v.tolist()) for v in a}) == 10  # fresh noise every step, also past the first block
+    assert not torch.equal(together.next(np.array([0]))[0], together.next(np.array([2]))[0])
