@@ -261,3 +261,14 @@ def write_synthetic_labels(path: Path, n: int, seed: int = 0) -> dict[str, np.nd
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return arrays
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny nets run fastest on one thread, and a busy machine cannot oversubscribe it."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

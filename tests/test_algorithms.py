@@ -49,13 +49,7 @@ OBS_DIM, ACT_DIM = 3, 2
 STEPS_AWR_MLE = 600
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run fastest on one thread, and a busy machine cannot oversubscribe it."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 # --------------------------------------------------------------------------------------------

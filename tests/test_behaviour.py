@@ -30,12 +30,7 @@ OBS = torch.ones(
 )  # constant, non-zero: all-zero inputs give zero gradients, whose Adam moments go denormal
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def theory_share(w: float) -> float:

@@ -35,12 +35,7 @@ AWR_STEPS, AWR_LOG = 50, 20
 INV_BETAS = [1.0, 10.0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def tiny_raw() -> dict:

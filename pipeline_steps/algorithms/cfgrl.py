@@ -122,15 +122,11 @@ class CFGRL(nn.Module):
 
     # ---- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
-    def guided_velocity(self, obs, x, t, w, _both=None) -> torch.Tensor:
-        """vel = vel_uncond + w (vel_opt - vel_uncond), both branches in one forward pass: [B, A].
-        `_both` = (obs repeated [2B, O], labels [2B]) lets the sampler build them once per action."""
-        B = len(x)
-        obs2, label2 = _both or (
-            obs.repeat(2, 1),
-            torch.cat([torch.full((B,), NULL), torch.full((B,), POSITIVE)]),
-        )
-        vel_uncond, vel_opt = self.velocity(obs2, x.repeat(2, 1), t.repeat(2), label2).chunk(2)
+    def guided_velocity(self, obs, x, t, w) -> torch.Tensor:
+        """vel = vel_uncond + w (vel_opt - vel_uncond), both branches in one forward pass: [B, A]."""
+        B = len(obs)
+        label = torch.cat([torch.full((B,), NULL), torch.full((B,), POSITIVE)])
+        vel_uncond, vel_opt = self.velocity(obs.repeat(2, 1), x.repeat(2, 1), t.repeat(2), label).chunk(2)
         return vel_uncond + w * (vel_opt - vel_uncond)
 
     @torch.no_grad()
@@ -140,9 +136,7 @@ class CFGRL(nn.Module):
         B, n = len(obs), self.cfg.flow_steps
         w = torch.as_tensor(w, dtype=obs.dtype).reshape(-1, 1)  # [1, 1] or [B, 1]
         x = noise if noise is not None else torch.randn(B, self.act_dim, generator=generator)
-        # the state and labels are the same at every flow step: build the [2B] inputs once
-        both = (obs.repeat(2, 1), torch.cat([torch.full((B,), NULL), torch.full((B,), POSITIVE)]))
         for i in range(n):
             t = torch.full((B,), i / n)
-            x = x + self.guided_velocity(None, x, t, w, both) / n
+            x = x + self.guided_velocity(obs, x, t, w) / n
         return x.clamp(-1.0, 1.0)
