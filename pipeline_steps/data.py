@@ -55,6 +55,34 @@ class Episode:
     def ret(self) -> float:
         return float(self.rewards.sum())
 
+    @classmethod
+    def from_steps(cls, observations, actions, rewards, physics, terminated, truncated, seed=None) -> Episode:
+        """From per-step lists of an env rollout (T+1 observations / physics, T actions / rewards) and
+        how it ended; only the last step carries the termination / truncation flag."""
+        last = np.arange(len(actions)) == len(actions) - 1  # [T]
+        return cls(
+            observations=np.stack(observations),
+            actions=np.stack(actions).astype(np.float32),
+            rewards=np.asarray(rewards, np.float64),
+            terminations=last & bool(terminated),
+            truncations=last & bool(truncated),
+            physics=np.stack(physics),
+            seed=seed,
+        )
+
+    @classmethod
+    def from_minari(cls, ep) -> Episode:
+        """From a minari EpisodeData (physics taken from infos where present)."""
+        infos = ep.infos or {}
+        return cls(
+            observations=np.asarray(ep.observations, np.float32),
+            actions=np.asarray(ep.actions, np.float32),
+            rewards=np.asarray(ep.rewards, np.float64),
+            terminations=np.asarray(ep.terminations, bool),
+            truncations=np.asarray(ep.truncations, bool),
+            physics=np.asarray(infos["physics"], np.float64) if "physics" in infos else None,
+        )
+
 
 @dataclass
 class Transitions:
@@ -150,20 +178,7 @@ def read_episodes(root: Path) -> list[Episode]:
         raise DatasetError(
             f"{data_dir}: not a readable Minari dataset ({type(err).__name__}: {err})"
         ) from err
-    out = []
-    for ep in ds.iterate_episodes():
-        infos = ep.infos or {}
-        out.append(
-            Episode(
-                observations=np.asarray(ep.observations, np.float32),
-                actions=np.asarray(ep.actions, np.float32),
-                rewards=np.asarray(ep.rewards, np.float64),
-                terminations=np.asarray(ep.terminations, bool),
-                truncations=np.asarray(ep.truncations, bool),
-                physics=np.asarray(infos["physics"], np.float64) if "physics" in infos else None,
-            )
-        )
-    return out
+    return [Episode.from_minari(ep) for ep in ds.iterate_episodes()]
 
 
 def to_transitions(episodes: list[Episode]) -> Transitions:

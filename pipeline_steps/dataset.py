@@ -49,16 +49,7 @@ def rollout(env: FlatDmControl, policy, seed: int) -> Episode:
         actions.append(action)
         rewards.append(reward)
         physics.append(info["physics"])
-    T = len(actions)
-    return Episode(
-        observations=np.stack(observations),
-        actions=np.stack(actions),
-        rewards=np.asarray(rewards, np.float64),
-        terminations=np.eye(1, T, T - 1, dtype=bool)[0] & terminated,
-        truncations=np.eye(1, T, T - 1, dtype=bool)[0] & truncated,
-        physics=np.stack(physics),
-        seed=seed,
-    )
+    return Episode.from_steps(observations, actions, rewards, physics, terminated, truncated, seed)
 
 
 def uniform_policy(action_dim: int, rng: np.random.Generator):
@@ -240,20 +231,10 @@ def from_minari(env_name: str, cfg: MinariSource) -> list[Episode]:
         )
     episodes = []
     for ep in ds.iterate_episodes():
-        actions = np.asarray(ep.actions, np.float32)
-        if np.abs(actions).max() > 1.0 + 1e-6:
+        episode = Episode.from_minari(ep)
+        if np.abs(episode.actions).max() > 1.0 + 1e-6:
             raise DatasetError(f"Minari dataset {dataset_id!r} episode {ep.id}: actions outside [-1, 1]")
-        infos = ep.infos or {}
-        episodes.append(
-            Episode(
-                observations=np.asarray(ep.observations, np.float32),
-                actions=actions,
-                rewards=np.asarray(ep.rewards, np.float64),
-                terminations=np.asarray(ep.terminations, bool),
-                truncations=np.asarray(ep.truncations, bool),
-                physics=np.asarray(infos["physics"], np.float64) if "physics" in infos else None,
-            )
-        )
+        episodes.append(episode)
     return episodes
 
 

@@ -134,19 +134,10 @@ def collect_replay(env_name: str, cfg: CollectSource, seed: int) -> list[Episode
                 rewards.append(reward)
                 physics.append(info["physics"])
                 obs = next_obs
-            T = len(actions)
             episodes.append(
-                Episode(
-                    observations=np.stack(observations),
-                    actions=np.stack(actions).astype(np.float32),
-                    rewards=np.asarray(rewards, np.float64),
-                    terminations=(np.arange(T) == T - 1) & terminated,
-                    truncations=(np.arange(T) == T - 1) & truncated,
-                    physics=np.stack(physics),
-                    seed=ep_seed,
-                )
+                Episode.from_steps(observations, actions, rewards, physics, terminated, truncated, ep_seed)
             )
-            bar.update(T)
+            bar.update(len(actions))
             bar.set_postfix(ret=f"{episodes[-1].ret:.1f}")
     env.close()
     return episodes
