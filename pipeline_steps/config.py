@@ -88,12 +88,27 @@ class LabelParams(_Strict):
     expectile: Unit = Field(description="expectile of the value regression (IQL tau)")
     polyak: Unit = Field(description="target-critic Polyak rate")
     normalize_obs: bool = Field(description="normalise observations by dataset mean/std (ExORL code: off)")
-    threshold: float = Field(allow_inf_nan=False, description="label o = 1 where A > threshold")
+    threshold: float = Field(
+        allow_inf_nan=False,
+        description="label o = 1 where A > threshold; with threshold_type quantile, the quantile level of A",
+    )
+    threshold_type: Literal["value", "quantile"] = Field(
+        description="value: threshold is on A itself; quantile: o = 1 above the threshold-quantile of A"
+    )
     threshold_inclusive: bool = Field(
         description="use A >= threshold (paper) instead of A > threshold (code)"
     )
     advantage_critic: Literal["target", "online"] = Field(description="Q used for A = min_i Q_i - V")
     log_every: PosInt = Field(description="log losses every N steps")
+
+    @model_validator(mode="after")
+    def _quantile_level(self) -> LabelParams:
+        if self.threshold_type == "quantile" and not 0 < self.threshold < 1:
+            raise ValueError(
+                f"label.threshold = {self.threshold!r}: with threshold_type 'quantile' it is a quantile "
+                "level and must lie strictly between 0 and 1"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +169,24 @@ class AwrParams(_Strict):
 
 
 # --------------------------------------------------------------------------------------------
+# train_awf stage: advantage-weighted flow matching (the velocity net of train_cfgrl, AWR's weights)
+# --------------------------------------------------------------------------------------------
+class AwfParams(_Strict):
+    steps: PosInt = Field(description="gradient steps (all 1/beta trained side by side)")
+    batch_size: PosInt = Field(description="minibatch size")
+    inv_betas: list[PosFloat] = Field(min_length=1, description="1/beta values")
+    max_weight: PosFloat = Field(description="clip of the weight exp(A / beta)")
+    log_every: PosInt = Field(description="log losses every N steps")
+
+    @field_validator("inv_betas")
+    @classmethod
+    def _unique_inv_betas(cls, v: list[float]) -> list[float]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate value in inv_betas {v}")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
 # evaluate stage
 # --------------------------------------------------------------------------------------------
 class EvaluateParams(_Strict):
@@ -177,6 +210,9 @@ class EvaluateParams(_Strict):
 class RuntimeParams(_Strict):
     threads: NonNegInt = Field(description="torch intra-op threads (0 = torch default)")
     compile: bool = Field(description="torch.compile the update steps (falls back to eager on failure)")
+    checkpoint_every: NonNegInt = Field(
+        description="training stages save a resume checkpoint every N steps (0 = never)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +225,7 @@ class Params(_Strict):
     label: LabelParams
     train_cfgrl: CfgrlParams
     train_awr: AwrParams
+    train_awf: AwfParams
     evaluate: EvaluateParams
     runtime: RuntimeParams
 

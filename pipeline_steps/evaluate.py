@@ -1,4 +1,4 @@
-"""Stage `evaluate`: the w-sweep of CFGRL and the 1/beta-sweep of AWR in the env.
+"""Stage `evaluate`: the w-sweep of CFGRL and the 1/beta-sweeps of AWR and advantage-weighted flow.
 
 All (w, episode) pairs run in lockstep as one batch: one network call per flow step for every env
 and both guidance branches (`CFGRL.sample_actions` with a per-env w), envs stepped together. Every
@@ -26,12 +26,14 @@ import torch
 import typer
 
 from pipeline_steps import paths, tracking
+from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.config import Params, load_params
 from pipeline_steps.data import load_transitions, write_json_atomic
 from pipeline_steps.envs import make_env
 from pipeline_steps.rollouts import ActFn, run_lockstep
+from pipeline_steps.train_awf import load_awf
 from pipeline_steps.train_awr import load_policies
 from pipeline_steps.train_cfgrl import load_policy
 from pipeline_steps.training import setup_torch, write_csv_atomic
@@ -92,6 +94,17 @@ def awr_act_fn(agent: AWR, policy_index: np.ndarray) -> ActFn:
     return act
 
 
+def awf_act_fn(agent: AWF, policy_index: np.ndarray, noise_seeds: list[int]) -> ActFn:
+    """Env i acts with advantage-weighted flow net policy_index[i] and its own noise stream."""
+    streams = NoiseStreams(noise_seeds, agent.act_dim)
+
+    def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        actions = agent.sample_actions(obs, noise=streams.next(idx))  # [K, n, A]
+        return actions[policy_index[idx], torch.arange(len(idx))]
+
+    return act
+
+
 def check_dims(env_name: str, obs_dim: int, act_dim: int, what: str) -> None:
     env = make_env(env_name)
     want = (env.observation_space.shape[0], env.action_space.shape[0])
@@ -131,7 +144,7 @@ def time_per_action(fn, repeats: int) -> float:
 
 
 def setting_name(method: str, setting: float) -> str:
-    """'cfgrl/w=1.5' or 'awr/inv_beta=10'."""
+    """'cfgrl/w=1.5', 'awr/inv_beta=10' or 'awf/inv_beta=3'."""
     return f"{method}/{'w' if method == 'cfgrl' else 'inv_beta'}={setting:g}"
 
 
@@ -152,52 +165,66 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def episode_table(method: str, settings: list[float], seed: int, returns, lengths) -> pd.DataFrame:
+    """One row per episode of a lockstep sweep run setting-major (all episodes of settings[0] first)."""
+    n_ep = len(returns) // len(settings)
+    return pd.DataFrame(
+        {
+            "method": method,
+            "setting": np.repeat(settings, n_ep),
+            "seed": seed,
+            "episode": np.tile(np.arange(n_ep), len(settings)),
+            "return": returns,
+            "length": lengths,
+        }
+    )
+
+
 def run(
-    params: Params, env: str, seed: int, dataset_root: Path, cfgrl_path: Path, awr_path: Path, out_dir: Path
+    params: Params,
+    env: str,
+    seed: int,
+    dataset_root: Path,
+    cfgrl_path: Path,
+    awr_path: Path,
+    awf_path: Path,
+    out_dir: Path,
 ) -> pd.DataFrame:
     cfg = params.evaluate
     out_dir = Path(out_dir)
     setup_torch(seed, params.runtime)
-    cfgrl, awr = load_policy(cfgrl_path), load_policies(awr_path)
+    cfgrl, awr, awf = load_policy(cfgrl_path), load_policies(awr_path), load_awf(awf_path)
     check_dims(env, cfgrl.obs_norm.mean.shape[0], cfgrl.act_dim, str(cfgrl_path))
     check_dims(env, awr.obs_norm.mean.shape[0], awr.policies.log_std.shape[-1], str(awr_path))
-    ws, inv_betas, n_ep = cfg.guidance_ws, awr.cfg.inv_betas, cfg.episodes
+    check_dims(env, awf.obs_norm.mean.shape[0], awf.act_dim, str(awf_path))
+    ws, n_ep = cfg.guidance_ws, cfg.episodes
     reset_seeds = [eval_reset_seed(seed, e) for e in range(n_ep)]
+    noise_seeds = [eval_noise_seed(seed, e) for e in range(n_ep)]
 
     # CFGRL: all (w, episode) pairs in one lockstep batch
-    w_of_env = np.repeat(ws, n_ep)
-    noise_seeds = [eval_noise_seed(seed, e) for e in range(n_ep)] * len(ws)
     t0 = time.perf_counter()
-    ret_c, len_c = run_lockstep(env, reset_seeds * len(ws), cfgrl_act_fn(cfgrl, w_of_env, noise_seeds))
+    ret_c, len_c = run_lockstep(
+        env, reset_seeds * len(ws), cfgrl_act_fn(cfgrl, np.repeat(ws, n_ep), noise_seeds * len(ws))
+    )
     t_cfgrl = time.perf_counter() - t0
     # AWR: all (1/beta, episode) pairs in one lockstep batch
-    k_of_env = np.repeat(np.arange(len(inv_betas)), n_ep)
+    k_awr = len(awr.cfg.inv_betas)
     t0 = time.perf_counter()
-    ret_a, len_a = run_lockstep(env, reset_seeds * len(inv_betas), awr_act_fn(awr, k_of_env))
+    ret_a, len_a = run_lockstep(env, reset_seeds * k_awr, awr_act_fn(awr, np.repeat(np.arange(k_awr), n_ep)))
     t_awr = time.perf_counter() - t0
+    # advantage-weighted flow: all (1/beta, episode) pairs, the same flow noise as CFGRL
+    k_awf = len(awf.cfg.inv_betas)
+    ret_f, len_f = run_lockstep(
+        env,
+        reset_seeds * k_awf,
+        awf_act_fn(awf, np.repeat(np.arange(k_awf), n_ep), noise_seeds * k_awf),
+    )
 
     episodes = pd.concat(
         [
-            pd.DataFrame(
-                {
-                    "method": "cfgrl",
-                    "setting": w_of_env,
-                    "seed": seed,
-                    "episode": np.tile(np.arange(n_ep), len(ws)),
-                    "return": ret_c,
-                    "length": len_c,
-                }
-            ),
-            pd.DataFrame(
-                {
-                    "method": "awr",
-                    "setting": np.repeat(inv_betas, n_ep),
-                    "seed": seed,
-                    "episode": np.tile(np.arange(n_ep), len(inv_betas)),
-                    "return": ret_a,
-                    "length": len_a,
-                }
-            ),
+            episode_table("cfgrl", ws, seed, ret_c, len_c),
+            episode_table("awr", awr.cfg.inv_betas, seed, ret_a, len_a),
+            episode_table("awf", awf.cfg.inv_betas, seed, ret_f, len_f),
         ],
         ignore_index=True,
     )
@@ -262,6 +289,7 @@ def main(
             paths.dataset_root(env),
             paths.cfgrl_dir(env, seed) / "policy.pt",
             paths.awr_dir(env, seed) / "policies.pt",
+            paths.awf_dir(env, seed) / "policies.pt",
             out_dir,
         )
         tracked.mirror(out_dir)

@@ -21,15 +21,18 @@ from pipeline_steps.algorithms.iql import IQL, optimality_labels
 from pipeline_steps.config import Params, load_params
 from pipeline_steps.data import load_transitions, write_json_atomic
 from pipeline_steps.training import (
+    clear_outputs,
     fit,
     save_agent,
     save_npz_atomic,
     setup_torch,
+    stage_resume,
     write_csv_atomic,
 )
 
 log = logging.getLogger(__name__)
 ADV_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+OUTPUTS = ("labels.npz", "critic.pt", "train_log.csv", "metrics.json")
 
 
 def transition_tensors(tr) -> dict[str, torch.Tensor]:
@@ -50,21 +53,30 @@ def compute_advantages(agent: IQL, obs: torch.Tensor, act: torch.Tensor, critic:
     )
 
 
+def label_threshold(adv: np.ndarray, threshold: float, kind: str) -> float:
+    """The threshold on A: `threshold` itself, or (kind 'quantile') the threshold-quantile of adv."""
+    return float(np.quantile(adv, threshold)) if kind == "quantile" else float(threshold)
+
+
 def run(params: Params, env: str, seed: int, dataset_root: Path, out_dir: Path) -> dict:
     cfg = params.label
     out_dir = Path(out_dir)
+    clear_outputs(out_dir, OUTPUTS)
     gen = setup_torch(seed, params.runtime)
     tr = load_transitions(dataset_root)
     data = transition_tensors(tr)
     agent = IQL(tr.observations.shape[1], tr.actions.shape[1], cfg, compile=params.runtime.compile)
-    train_log, sec = fit(agent, data, cfg, gen, f"label {env} seed{seed}")
+    resume = stage_resume(params, out_dir, "label", env, seed, sections=("label",))
+    train_log, sec = fit(agent, data, cfg, gen, f"label {env} seed{seed}", resume=resume)
 
     adv = compute_advantages(agent, data["observations"], data["actions"], cfg.advantage_critic)  # [N]
-    opt = optimality_labels(adv, cfg.threshold, cfg.threshold_inclusive)  # [N] bool
     adv_np = adv.numpy().astype(np.float32)
+    threshold = label_threshold(adv_np, cfg.threshold, cfg.threshold_type)
+    opt = optimality_labels(adv, threshold, cfg.threshold_inclusive)  # [N] bool
     final = train_log.iloc[-1].to_dict()
     metrics = {
         "transitions": len(tr),
+        "threshold_value": threshold,
         "positive_frac": float(opt.float().mean()),
         "adv_mean": float(adv_np.mean()),
         "adv_std": float(adv_np.std()),
@@ -74,10 +86,13 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, out_dir: Path) 
         "ms_per_update": 1000 * sec,
         "steps": cfg.steps,
     }
-    save_npz_atomic(out_dir / "labels.npz", advantages=adv_np, optimal=opt.numpy())
+    # labels.npz, the file the next stages read, is written last: a run killed before it leaves nothing
+    # they would accept (each file is written atomically; clear_outputs removed any older ones)
     save_agent(out_dir / "critic.pt", "iql", agent, cfg, env, seed, tr.actions.shape[1])
     write_csv_atomic(train_log, out_dir / "train_log.csv")
     write_json_atomic(metrics, out_dir / "metrics.json")
+    save_npz_atomic(out_dir / "labels.npz", advantages=adv_np, optimal=opt.numpy())
+    resume.clear()
     log.info(
         "label %s seed%d: positive_frac %.3f, %.2f ms/update", env, seed, metrics["positive_frac"], 1000 * sec
     )

@@ -31,6 +31,10 @@ def awr_dir(env: str, seed: int) -> Path:
     return DATA / "train_awr" / env / f"seed{seed}"
 
 
+def awf_dir(env: str, seed: int) -> Path:
+    return DATA / "train_awf" / env / f"seed{seed}"
+
+
 def check_env_seed(params, env: str, seed: int | None = None) -> None:
     """A stage CLI only runs envs and seeds that params.yaml declares (so outputs match the DAG)."""
     import typer

@@ -1,14 +1,15 @@
 """Stage `plot`: PNG figures of one env, built only from the stage output files.
 
 Reads data/evaluate/<env>/seed*/summary.csv + episodes.csv, data/dataset/<env>/stats.json,
-data/label/<env>/seed*/labels.npz + metrics.json, data/train_awr/<env>/seed*/train_log.csv and
+data/label/<env>/seed*/labels.npz + metrics.json, data/train_{awr,awf}/<env>/seed*/train_log.csv and
 data/train_cfgrl/<env>/seed*/metrics.json. Writes to data/plots/<env>/:
-  return_vs_w.png            CFGRL return vs w (symlog axis, 95% CI band), AWR return vs 1/beta on the
-                             same axis, reference lines for the dataset's mean return and flow BC (w = 0)
+  return_vs_w.png            CFGRL return vs w (symlog axis, 95% CI band), AWR's and advantage-weighted
+                             flow's return vs 1/beta on the same axis, reference lines for the
+                             dataset's mean return and flow BC (w = 0)
   drift_vs_w.png             E||a_w - a_0||^2: how far pi_w moves from flow BC
-  advantage_hist.png         advantages with the label threshold
+  advantage_hist.png         advantages with the label threshold (label metrics.json threshold_value)
   weight_concentration.png   AWR weight ESS fraction / top-1% share over training vs CFGRL's loss weights
-  training_curves.png        losses of the label, train_cfgrl and train_awr stages over training
+  training_curves.png        losses of the label, train_cfgrl, train_awr and train_awf stages over training
   results.csv                the numbers behind return_vs_w.png (mean and 95% CI per setting)
 """
 
@@ -56,7 +57,6 @@ def aggregate(episodes: pd.DataFrame) -> pd.DataFrame:
 def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     c = res[res.method == "cfgrl"]
-    a = res[res.method == "awr"]
     ax.plot(c.setting, c.return_mean, "o-", color="C0", label="CFGRL (x = w)")
     ax.fill_between(
         c.setting,
@@ -65,15 +65,21 @@ def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: P
         color="C0",
         alpha=0.2,
     )
-    ax.errorbar(
-        a.setting,
-        a.return_mean,
-        yerr=a.return_ci95.fillna(0),
-        fmt="s--",
-        color="C3",
-        capsize=3,
-        label="AWR (x = 1/beta)",
-    )
+    for method, fmt, color, label in [
+        ("awr", "s--", "C3", "AWR, Gaussian (x = 1/beta)"),
+        ("awf", "^--", "C2", "advantage-weighted flow (x = 1/beta)"),
+    ]:
+        a = res[res.method == method]
+        if len(a):
+            ax.errorbar(
+                a.setting,
+                a.return_mean,
+                yerr=a.return_ci95.fillna(0),
+                fmt=fmt,
+                color=color,
+                capsize=3,
+                label=label,
+            )
     ax.axhline(dataset_return, color="gray", ls=":", label=f"dataset mean ({dataset_return:.0f})")
     bc = c[c.setting == 0]
     if len(bc):
@@ -111,15 +117,26 @@ def plot_drift(summaries: pd.DataFrame, env: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_advantages(advs: dict[int, np.ndarray], threshold: float, env: str, path: Path) -> None:
+def plot_advantages(
+    advs: dict[int, np.ndarray],
+    thresholds: dict[int, float],
+    pos_fracs: dict[int, float],
+    env: str,
+    path: Path,
+) -> None:
+    """Advantage histogram per seed with that seed's label threshold (a value, or a quantile of its A)."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     lo, hi = np.quantile(np.concatenate(list(advs.values())), [0.001, 0.999])
-    for seed, adv in advs.items():
-        frac = float((adv > threshold).mean())
+    for i, (seed, adv) in enumerate(advs.items()):
         ax.hist(
-            adv, bins=100, range=(lo, hi), histtype="step", label=f"seed {seed}: {frac:.1%} above threshold"
+            adv,
+            bins=100,
+            range=(lo, hi),
+            histtype="step",
+            color=f"C{i}",
+            label=f"seed {seed}: {pos_fracs[seed]:.1%} labelled o = 1",
         )
-    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:g}")
+        ax.axvline(thresholds[seed], color=f"C{i}", ls="--", label=f"threshold {thresholds[seed]:.3g}")
     ax.set_xlabel("advantage A = min Q(s,a) - V(s)")
     ax.set_ylabel("transitions")
     ax.set_title(f"{env}: advantages and optimality labels")
@@ -165,8 +182,13 @@ def plot_concentration(
 
 def plot_training_curves(logs: dict[str, dict[int, pd.DataFrame]], env: str, path: Path) -> None:
     """Losses over training steps of every training stage (one panel each, one line per seed)."""
-    panels = [("label", ["critic/loss", "value/loss"]), ("train_cfgrl", ["actor/loss"]), ("train_awr", None)]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    panels = [
+        ("label", ["critic/loss", "value/loss"]),
+        ("train_cfgrl", ["actor/loss"]),
+        ("train_awr", None),
+        ("train_awf", None),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     for ax, (stage, cols) in zip(axes, panels):
         for seed, df in logs[stage].items():
             keys = cols or [c for c in df.columns if c.endswith("/loss") and "inv_beta" in c]
@@ -202,7 +224,14 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
     plot_return_vs_w(res, stats["return_mean"], env, out_dir / "return_vs_w.png")
     plot_drift(summaries, env, out_dir / "drift_vs_w.png")
     advs = {s: np.load(paths.label_dir(env, s) / "labels.npz")["advantages"] for s in seeds}
-    plot_advantages(advs, params.label.threshold, env, out_dir / "advantage_hist.png")
+    label_metrics = {s: json.loads((paths.label_dir(env, s) / "metrics.json").read_text()) for s in seeds}
+    plot_advantages(
+        advs,
+        {s: m["threshold_value"] for s, m in label_metrics.items()},
+        {s: m["positive_frac"] for s, m in label_metrics.items()},
+        env,
+        out_dir / "advantage_hist.png",
+    )
     awr_logs = {s: pd.read_csv(paths.awr_dir(env, s) / "train_log.csv") for s in seeds}
     cfgrl_metrics = {s: json.loads((paths.cfgrl_dir(env, s) / "metrics.json").read_text()) for s in seeds}
     plot_concentration(awr_logs, cfgrl_metrics, env, out_dir / "weight_concentration.png")
@@ -210,6 +239,7 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
         "label": {s: pd.read_csv(paths.label_dir(env, s) / "train_log.csv") for s in seeds},
         "train_cfgrl": {s: pd.read_csv(paths.cfgrl_dir(env, s) / "train_log.csv") for s in seeds},
         "train_awr": awr_logs,
+        "train_awf": {s: pd.read_csv(paths.awf_dir(env, s) / "train_log.csv") for s in seeds},
     }
     plot_training_curves(logs, env, out_dir / "training_curves.png")
     write_csv_atomic(res, out_dir / "results.csv")
@@ -225,9 +255,7 @@ def main(
     p = load_params(params)
     paths.check_env_seed(p, env)
     out_dir = out or paths.plots_dir(env)
-    with tracking.stage_run(
-        "plot", {"seeds": p.seeds, "label.threshold": p.label.threshold}, env=env
-    ) as tracked:
+    with tracking.stage_run("plot", {"seeds": p.seeds}, env=env) as tracked:
         run(p, env, out_dir)
         tracked.mirror(out_dir)
 

@@ -18,32 +18,38 @@ from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.config import AwrParams, Params, load_params
 from pipeline_steps.data import write_json_atomic
 from pipeline_steps.training import (
+    clear_outputs,
     fit,
     labelled_tensors,
     load_checkpoint,
     save_agent,
     setup_torch,
+    stage_resume,
     write_csv_atomic,
 )
 
 log = logging.getLogger(__name__)
+OUTPUTS = ("policies.pt", "train_log.csv", "metrics.json")
 
 
 def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Path, out_dir: Path) -> dict:
     cfg = params.train_awr
     out_dir = Path(out_dir)
+    clear_outputs(out_dir, OUTPUTS)
     gen = setup_torch(seed, params.runtime)
     data = labelled_tensors(dataset_root, labels_path)
     data.pop("optimal")
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = AWR(obs_dim, act_dim, cfg, compile=params.runtime.compile)
-    train_log, sec = fit(agent, data, cfg, gen, f"train_awr {env} seed{seed}")
+    resume = stage_resume(params, out_dir, "train_awr", env, seed, sections=("train_awr",))
+    train_log, sec = fit(agent, data, cfg, gen, f"train_awr {env} seed{seed}", resume=resume)
     final = train_log.iloc[-1].to_dict()
     metrics = {k.removeprefix("actor/").replace("/", "_"): v for k, v in final.items() if k != "step"}
     metrics.update({"ms_per_update": 1000 * sec, "steps": cfg.steps})
-    save_agent(out_dir / "policies.pt", "awr", agent, cfg, env, seed, act_dim)
     write_csv_atomic(train_log, out_dir / "train_log.csv")
     write_json_atomic(metrics, out_dir / "metrics.json")
+    save_agent(out_dir / "policies.pt", "awr", agent, cfg, env, seed, act_dim)  # last: what evaluate reads
+    resume.clear()
     log.info("train_awr %s seed%d: %.2f ms/update", env, seed, 1000 * sec)
     return metrics
 

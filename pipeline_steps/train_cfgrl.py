@@ -20,15 +20,18 @@ from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.config import CfgrlParams, Params, load_params
 from pipeline_steps.data import write_json_atomic
 from pipeline_steps.training import (
+    clear_outputs,
     fit,
     labelled_tensors,
     load_checkpoint,
     save_agent,
     setup_torch,
+    stage_resume,
     write_csv_atomic,
 )
 
 log = logging.getLogger(__name__)
+OUTPUTS = ("policy.pt", "train_log.csv", "metrics.json")
 
 
 def loss_weight_concentration(optimal: torch.Tensor, cfg: CfgrlParams) -> dict[str, float]:
@@ -47,13 +50,21 @@ def loss_weight_concentration(optimal: torch.Tensor, cfg: CfgrlParams) -> dict[s
 def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Path, out_dir: Path) -> dict:
     cfg = params.train_cfgrl
     out_dir = Path(out_dir)
+    clear_outputs(out_dir, OUTPUTS)
     gen = setup_torch(seed, params.runtime)
     data = labelled_tensors(dataset_root, labels_path)
     data.pop("advantages")
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = CFGRL(obs_dim, act_dim, cfg, compile=params.runtime.compile)
+    resume = stage_resume(params, out_dir, "train_cfgrl", env, seed, sections=("train_cfgrl",))
     train_log, sec = fit(
-        agent, data, cfg, gen, f"train_cfgrl {env} seed{seed}", update=lambda b: agent.update(b, gen)
+        agent,
+        data,
+        cfg,
+        gen,
+        f"train_cfgrl {env} seed{seed}",
+        update=lambda b: agent.update(b, gen),
+        resume=resume,
     )
     final = train_log.iloc[-1].to_dict()
     metrics = {
@@ -63,9 +74,10 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
         "positive_frac": float(data["optimal"].float().mean()),
         **loss_weight_concentration(data["optimal"], cfg),
     }
-    save_agent(out_dir / "policy.pt", "cfgrl", agent, cfg, env, seed, act_dim)
     write_csv_atomic(train_log, out_dir / "train_log.csv")
     write_json_atomic(metrics, out_dir / "metrics.json")
+    save_agent(out_dir / "policy.pt", "cfgrl", agent, cfg, env, seed, act_dim)  # last: what evaluate reads
+    resume.clear()
     log.info("train_cfgrl %s seed%d: %.2f ms/update", env, seed, 1000 * sec)
     return metrics
 

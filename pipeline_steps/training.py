@@ -3,6 +3,8 @@ sampling, the logged training loop, atomic checkpoints. No algorithm logic lives
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -18,6 +20,9 @@ from pipeline_steps.config import RuntimeParams
 from pipeline_steps.data import atomic_output
 
 log = logging.getLogger(__name__)
+
+
+RESUME_FILE = "resume.pt"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -48,19 +53,82 @@ class Sampler:
         return {k: v[idx] for k, v in self.tensors.items()}
 
 
+class Resume:
+    """A training run's resume checkpoint (`<out_dir>/resume.pt`), written atomically every `every`
+    steps and deleted once training finishes. It holds the step, the log rows so far, the agent's
+    state (weights, target nets, observation statistics), the optimiser's state and both RNG states
+    (the minibatch / noise generator and torch's global one), so a killed run resumes where it
+    stopped and ends with the same weights as an uninterrupted one. It also holds a fingerprint of
+    the run (`identity`: stage, env, seed, config) and of the training data: a checkpoint left by a
+    different run is ignored with a warning, never resumed."""
+
+    def __init__(self, path: Path, every: int, identity: dict):
+        self.path, self.every, self.identity = Path(path), every, identity
+        self.fingerprint = ""
+
+    def bind(self, data: dict[str, torch.Tensor]) -> None:
+        """Fingerprint the run: identity plus the bytes of every training tensor."""
+        h = hashlib.sha256(json.dumps(self.identity, sort_keys=True, default=str).encode())
+        for k in sorted(data):
+            h.update(k.encode())
+            h.update(data[k].contiguous().numpy().tobytes())
+        self.fingerprint = h.hexdigest()
+
+    def restore(self, agent, gen: torch.Generator) -> tuple[int, list[dict]]:
+        """Load the checkpoint into agent and gen if it belongs to this run: (step done, log rows)."""
+        if not self.every or not self.path.exists():
+            return 0, []
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            if state["fingerprint"] != self.fingerprint:
+                log.warning("%s: from a different run (config or data changed); starting over", self.path)
+                return 0, []
+            agent.load_state_dict(state["agent"])
+            agent.optimizer.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+        except Exception as err:  # noqa: BLE001 - an unreadable checkpoint costs the progress, not the run
+            log.warning(
+                "%s: unreadable resume checkpoint (%s: %s); starting over", self.path, type(err).__name__, err
+            )
+            return 0, []
+        log.info("%s: resuming at step %d", self.path, state["step"])
+        return state["step"], state["rows"]
+
+    def save(self, step: int, rows: list[dict], agent, gen: torch.Generator) -> None:
+        state = {
+            "fingerprint": self.fingerprint,
+            "step": step,
+            "rows": rows,
+            "agent": agent.state_dict(),
+            "optimizer": agent.optimizer.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_output(self.path) as f:
+            torch.save(state, f)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def train_loop(
     update: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
     sampler: Sampler,
     steps: int,
     log_every: int,
     desc: str,
-    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    start: int = 0,
+    rows: list[dict] | None = None,
+    checkpoint: Callable[[int, list[dict]], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> tuple[pd.DataFrame, float]:
-    """Run `steps` updates; every `log_every` steps (and at the end) read the info tensors, check them
-    for NaN/inf, and record a row. Returns (log table, seconds per update)."""
-    rows = []
-    start = time.perf_counter()
-    with tqdm(range(1, steps + 1), desc=desc, unit="step", mininterval=2.0) as bar:
+    """Run updates start+1 .. steps; every `log_every` steps (and at the end) read the info tensors, check
+    them for NaN/inf, and record a row; every `checkpoint_every` steps call checkpoint(step, rows).
+    Returns (log table incl. the rows before `start`, seconds per update run here)."""
+    rows = list(rows or [])
+    began = time.perf_counter()
+    with tqdm(range(start + 1, steps + 1), desc=desc, unit="step", mininterval=2.0) as bar:
         for step in bar:
             info = update(sampler.sample())
             if step % log_every == 0 or step == steps:
@@ -72,21 +140,60 @@ def train_loop(
                 loss_key = next((k for k in row if k.endswith("/loss")), None)
                 if loss_key:
                     bar.set_postfix({loss_key: f"{row[loss_key]:.4g}"})
-                if on_log is not None:
-                    on_log(step, row)
-    sec_per_update = (time.perf_counter() - start) / steps
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
+                checkpoint(step, rows)
+    sec_per_update = (time.perf_counter() - began) / max(1, steps - start)
     return pd.DataFrame(rows), sec_per_update
 
 
-def fit(agent, data: dict[str, torch.Tensor], cfg, gen: torch.Generator, desc: str, update=None):
-    """Dataset observation statistics (when cfg.normalize_obs), cfg.steps updates on uniform minibatches,
-    then a check that no parameter went non-finite. Returns (log table, seconds per update)."""
+def fit(agent, data: dict[str, torch.Tensor], cfg, gen: torch.Generator, desc: str, update=None, resume=None):
+    """Dataset observation statistics (when cfg.normalize_obs), cfg.steps updates on uniform minibatches
+    (resumed from `resume`'s checkpoint when it has one of this run), then a check that no parameter
+    went non-finite. Returns (log table, seconds per update)."""
     if cfg.normalize_obs:
         agent.obs_norm.fit(data["observations"])
     sampler = Sampler(data, cfg.batch_size, gen)
-    train_log, sec = train_loop(update or agent.update, sampler, cfg.steps, cfg.log_every, desc=desc)
+    start, rows, save = 0, [], None
+    if resume is not None:
+        resume.bind(data)
+        start, rows = resume.restore(agent, gen)
+
+        def save(step, rows):
+            resume.save(step, rows, agent, gen)
+
+    train_log, sec = train_loop(
+        update or agent.update,
+        sampler,
+        cfg.steps,
+        cfg.log_every,
+        desc=desc,
+        start=start,
+        rows=rows,
+        checkpoint=save,
+        checkpoint_every=resume.every if resume is not None else 0,
+    )
     check_finite_parameters(agent, desc)
     return train_log, sec
+
+
+def stage_resume(params, out_dir: Path, stage: str, env: str, seed: int, sections: tuple[str, ...]) -> Resume:
+    """The Resume of a training stage: <out_dir>/resume.pt every runtime.checkpoint_every steps, identified
+    by stage, env, seed, the compile flag and every params section the stage reads."""
+    identity = {
+        "stage": stage,
+        "env": env,
+        "seed": seed,
+        "compile": params.runtime.compile,
+        **{s: getattr(params, s).model_dump() for s in sections},
+    }
+    return Resume(Path(out_dir) / RESUME_FILE, params.runtime.checkpoint_every, identity)
+
+
+def clear_outputs(out_dir: Path, names: tuple[str, ...]) -> None:
+    """Remove a stage's previous outputs before it starts, so a run that dies part-way never leaves an
+    older file beside newer ones (DVC does the same for its outs; this covers direct CLI runs)."""
+    for name in names:
+        (Path(out_dir) / name).unlink(missing_ok=True)
 
 
 def save_agent(path: Path, kind: str, agent: torch.nn.Module, cfg, env: str, seed: int, act_dim: int) -> None:
@@ -100,7 +207,7 @@ def save_agent(path: Path, kind: str, agent: torch.nn.Module, cfg, env: str, see
             "seed": seed,
             "obs_dim": obs_dim,
             "act_dim": act_dim,
-            "config": cfg.model_dump(),
+            "config": cfg if isinstance(cfg, dict) else cfg.model_dump(),
             "state_dict": agent.state_dict(),
         },
         path,

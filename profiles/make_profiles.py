@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING = ("label", "train_cfgrl", "train_awr")
+TRAINING = ("label", "train_cfgrl", "train_awr", "train_awf")
 
 PROFILES: dict[str, tuple[str, dict[str, str]]] = {
     "tiny": (
@@ -22,6 +22,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                 f"{s}.{k}": v
                 for s in TRAINING
                 for k, v in (("steps", "60"), ("log_every", "20"), ("hidden", "[32, 32]"))
+                if (s, k) != ("train_awf", "hidden")  # train_awf uses train_cfgrl's network
             },
             "train_cfgrl.flow_steps": "8",
             "train_awr.inv_betas": "[1.0, 10.0]",
@@ -30,6 +31,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
             "evaluate.drift_states": "64",
             "evaluate.timing_repeats": "3",
             "runtime.compile": "false",
+            "runtime.checkpoint_every": "20",
         },
     ),
     "paper": (
@@ -45,10 +47,21 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                     ("hidden", "[512, 512, 512]"),
                     ("log_every", "5000"),
                 )
+                if (s, k) != ("train_awf", "hidden")
             },
+            "runtime.checkpoint_every": "20000",
         },
     ),
 }
+# derived profiles: a base profile with more seeds
+PROFILES["tiny2"] = (
+    "TINY profile with 2 seeds (the Snakemake multi-seed smoke run; numbers are meaningless)",
+    {**PROFILES["tiny"][1], "seeds": "[0, 1]"},
+)
+PROFILES["results"] = (
+    "RESULTS profile: the default profile on 3 seeds (docs/results; `make results`)",
+    {"seeds": "[0, 1, 2]"},
+)
 
 
 def set_key(text: str, dotted: str, value: str) -> str:

@@ -698,11 +698,24 @@ class _Counter:
 
 def test_train_loop_logs_and_raises_on_nan():
     sampler = Sampler({"a": torch.arange(10.0)}, 4, torch.Generator().manual_seed(0))
-    logged = []
-    df, sec = train_loop(_Counter(nan_at=10**9), sampler, 7, 3, "t", on_log=lambda s, r: logged.append(s))
-    assert df["step"].tolist() == [3, 6, 7] and logged == [3, 6, 7]
+    saved = []
+    df, sec = train_loop(
+        _Counter(nan_at=10**9),
+        sampler,
+        7,
+        3,
+        "t",
+        checkpoint=lambda s, rows: saved.append((s, len(rows))),
+        checkpoint_every=2,
+    )
+    assert df["step"].tolist() == [3, 6, 7]
+    assert saved == [(2, 0), (4, 1), (6, 2)]  # every 2 steps, not at the end; with the rows logged so far
     assert df["x/loss"].tolist() == pytest.approx([1 / 3, 1 / 6, 1 / 7])
     assert sec > 0
+
+    # resumed at step 4 with its rows: the table continues, the earlier rows are kept
+    df2, _ = train_loop(_Counter(nan_at=10**9), sampler, 7, 3, "t", start=4, rows=[{"step": 3, "x/loss": 0.5}])
+    assert df2["step"].tolist() == [3, 6, 7] and df2["x/loss"].iloc[0] == 0.5
 
     with pytest.raises(NonFiniteLossError, match="step 4"):
         train_loop(_Counter(nan_at=4), sampler, 10, 2, "t")

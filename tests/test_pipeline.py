@@ -99,12 +99,18 @@ def tiny_repo(tmp_path_factory) -> Path:
 
 def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
     ran = _ran_stages(tiny_repo.joinpath("first_repro.log").read_text())
-    for stage in ["dataset", "label", "train_cfgrl", "train_awr", "evaluate", "plot"]:
+    for stage in ["dataset", "label", "train_cfgrl", "train_awr", "train_awf", "evaluate", "plot"]:
         assert any(s.startswith(stage + "@") for s in ran), (stage, ran)
     ev = tiny_repo / "data/evaluate/cheetah-run/seed0"
     episodes = pd.read_csv(ev / "episodes.csv")
     p = load_params(tiny_repo / "params.yaml")
-    assert len(episodes) == p.evaluate.episodes * (len(p.evaluate.guidance_ws) + len(p.train_awr.inv_betas))
+    n_settings = len(p.evaluate.guidance_ws) + len(p.train_awr.inv_betas) + len(p.train_awf.inv_betas)
+    assert len(episodes) == p.evaluate.episodes * n_settings
+    assert episodes.groupby("method").size().to_dict() == {
+        "cfgrl": p.evaluate.episodes * len(p.evaluate.guidance_ws),
+        "awr": p.evaluate.episodes * len(p.train_awr.inv_betas),
+        "awf": p.evaluate.episodes * len(p.train_awf.inv_betas),
+    }
     assert set(episodes.columns) >= {"method", "setting", "seed", "episode", "return", "length"}
     assert (episodes.length == 1000).all()
     summary = pd.read_csv(ev / "summary.csv")
@@ -112,7 +118,8 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
     assert summary.loc[summary.method == "cfgrl"].set_index("setting").drift_from_bc[0.0] == 0.0
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["timing"]["cfgrl_ms_per_action"] > 0
-    for png in ["return_vs_w", "drift_vs_w", "advantage_hist", "weight_concentration"]:
+    assert set(pd.read_csv(tiny_repo / "data/plots/cheetah-run/results.csv").method) == {"cfgrl", "awr", "awf"}
+    for png in ["return_vs_w", "drift_vs_w", "advantage_hist", "weight_concentration", "training_curves"]:
         assert (tiny_repo / f"data/plots/cheetah-run/{png}.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -29,11 +29,11 @@ NULL, POSITIVE, NEGATIVE = 0, 1, 2
 
 
 def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of t in [0, 1] scaled by max_period (the code's `t * 10000`): [B] -> [B, dim].
+    """Sinusoidal embedding of t in [0, 1] scaled by max_period (the code's `t * 10000`): [...] -> [..., dim].
     Frequencies max_period^(-k / half), k = 0..half-1, as in the authors' code."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=t.dtype) / half)
-    args = (t * max_period)[:, None] * freqs[None, :]  # [B, half]
+    args = (t * max_period)[..., None] * freqs  # [..., half]
     return torch.cat([torch.sin(args), torch.cos(args)], -1)
 
 
