@@ -54,9 +54,9 @@ def aggregate(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["method", "setting"]).reset_index(drop=True)
 
 
-def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    c = res[res.method == "cfgrl"]
+def draw_return_vs_w(ax, res: pd.DataFrame, dataset_return: float, env: str) -> None:
+    """CFGRL's return vs w (CI band), AWR's and AWF's vs 1/beta, dataset and flow BC lines, on one axis."""
+    c = res[res.method == "cfgrl"].sort_values("setting")
     ax.plot(c.setting, c.return_mean, "o-", color="C0", label="CFGRL (x = w)")
     ax.fill_between(
         c.setting,
@@ -69,7 +69,7 @@ def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: P
         ("awr", "s--", "C3", "AWR, Gaussian (x = 1/beta)"),
         ("awf", "^--", "C2", "advantage-weighted flow (x = 1/beta)"),
     ]:
-        a = res[res.method == method]
+        a = res[res.method == method].sort_values("setting")
         if len(a):
             ax.errorbar(
                 a.setting,
@@ -83,20 +83,22 @@ def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: P
     ax.axhline(dataset_return, color="gray", ls=":", label=f"dataset mean ({dataset_return:.0f})")
     bc = c[c.setting == 0]
     if len(bc):
-        ax.axhline(
-            float(bc.return_mean.iloc[0]),
-            color="C0",
-            ls=":",
-            alpha=0.7,
-            label=f"flow BC, w = 0 ({float(bc.return_mean.iloc[0]):.0f})",
-        )
+        bc_return = float(bc.return_mean.iloc[0])
+        ax.axhline(bc_return, color="C0", ls=":", alpha=0.7, label=f"flow BC, w = 0 ({bc_return:.0f})")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(left=-0.3)  # w >= 0: no negative decade on the symlog axis
-    ax.set_xlabel("guidance weight w  /  AWR 1/beta  (symlog)")
+    ax.set_xlabel("guidance weight w  /  1/beta  (symlog)")
     ax.set_ylabel("episode return")
-    ax.set_title(f"{env}: return vs guidance (mean, 95% CI over {res.ci_over.iloc[0]})")
-    ax.legend(fontsize=8)
+    ax.set_title(
+        f"{env}: mean, 95% CI over {res.ci_over.iloc[0]} ({int(res.seeds.max())} seed(s))", fontsize=10
+    )
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+
+
+def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    draw_return_vs_w(ax, res, dataset_return, env)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -33,9 +33,34 @@ def enabled() -> bool:
 
 
 def tracking_uri(root: Path | None = None) -> str:
+    """MLFLOW_TRACKING_URI if set, else the repo's SQLite DB. SQLite lets one writer in at a time: the
+    60 s busy timeout makes parallel stages (Snakemake jobs) wait their turn instead of failing with
+    "database is locked" after sqlite's default 5 s."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(Path(root or '.').resolve() / 'mlflow.db')}"
+    return f"sqlite:///{(Path(root or '.').resolve() / 'mlflow.db')}?timeout=60"
+
+
+def _ensure_experiment(mlflow) -> None:
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        with contextlib.suppress(Exception):  # a parallel job may have created it meanwhile
+            mlflow.create_experiment(EXPERIMENT, artifact_location=(Path("mlartifacts").resolve()).as_uri())
+
+
+def init_store() -> None:
+    """Create the tracking DB (schema migrations) and the experiment once, before parallel jobs start
+    (Snakemake's onstart): concurrent first-time migrations are what locks or breaks a fresh SQLite DB.
+    Warns and returns on any failure, like every tracking call."""
+    if not enabled():
+        return
+    try:
+        import mlflow
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        mlflow.set_tracking_uri(tracking_uri())
+        _ensure_experiment(mlflow)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"MLflow tracking store not initialised ({type(err).__name__}: {err})", stacklevel=2)
 
 
 def git_commit() -> str:
@@ -143,18 +168,18 @@ def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None
 
             logging.getLogger("alembic").setLevel(logging.WARNING)
             mlflow.set_tracking_uri(tracking_uri())
-            if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-                with contextlib.suppress(Exception):  # a parallel job may have created it meanwhile
-                    mlflow.create_experiment(
-                        EXPERIMENT, artifact_location=(Path("mlartifacts").resolve()).as_uri()
-                    )
+            _ensure_experiment(mlflow)
             mlflow.set_experiment(EXPERIMENT)
             tags = {"stage": stage, "git_commit": git_commit()}
             if env is not None:
                 tags["env"] = env
             if seed is not None:
                 tags["seed"] = str(seed)
-            for var, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_STAGE", "dvc_stage")):
+            for var, tag in (
+                ("DVC_EXP_NAME", "dvc_exp_name"),
+                ("DVC_STAGE", "dvc_stage"),
+                ("SLURM_JOB_ID", "slurm_job_id"),
+            ):
                 if os.environ.get(var):
                     tags[tag] = os.environ[var]
             name = "-".join(

@@ -272,3 +272,49 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------------------------
+# temporary copies of the repo (for dvc repro / snakemake runs that must not touch the checkout)
+# --------------------------------------------------------------------------------------------
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for dvc / snakemake / stage subprocesses: the venv's tools first, no progress bars."""
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CFGRL_TRACKING": "0", "TQDM_DISABLE": "1"}
+    return {**os.environ, **base, **extra}
+
+
+def run_tool(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, **env: str):
+    import subprocess
+
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def copy_repo(dst: Path, profile: str | None = None, git: bool = True) -> Path:
+    """Copy the repo's tracked (and untracked, not ignored) files except tests/ and data/ to dst, with
+    profiles/<profile>.yaml as params.yaml, as a fresh git repo with one commit."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for f in files:
+        if f.startswith(("tests/", "data/")) or not (REPO / f).is_file():
+            continue
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, dst / f)
+    if profile:
+        shutil.copy(REPO / "profiles" / f"{profile}.yaml", dst / "params.yaml")
+    if git:
+        run_tool(["git", "init", "-q"], dst)
+        run_tool(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dst)
+        run_tool(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst)
+    return dst

@@ -714,7 +714,9 @@ def test_train_loop_logs_and_raises_on_nan():
     assert sec > 0
 
     # resumed at step 4 with its rows: the table continues, the earlier rows are kept
-    df2, _ = train_loop(_Counter(nan_at=10**9), sampler, 7, 3, "t", start=4, rows=[{"step": 3, "x/loss": 0.5}])
+    df2, _ = train_loop(
+        _Counter(nan_at=10**9), sampler, 7, 3, "t", start=4, rows=[{"step": 3, "x/loss": 0.5}]
+    )
     assert df2["step"].tolist() == [3, 6, 7] and df2["x/loss"].iloc[0] == 0.5
 
     with pytest.raises(NonFiniteLossError, match="step 4"):

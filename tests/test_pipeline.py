@@ -4,9 +4,7 @@ profile in a temporary copy of the repo (caching, what reruns after a params edi
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import copy_repo, run_tool
 
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
@@ -63,13 +62,7 @@ def test_batched_sweep_equals_sequential_loop(env_name):
 # dvc repro on the tiny profile, in a temporary copy of the repo
 # ------------------------------------------------------------------------------------------------
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CFGRL_TRACKING": "0", "TQDM_DISABLE": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
+    return run_tool(cmd, cwd, check)
 
 
 def _ran_stages(out: str) -> list[str]:
@@ -79,19 +72,7 @@ def _ran_stages(out: str) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory) -> Path:
     """A git + DVC copy of the repo's tracked files with the tiny profile as params.yaml, reproduced once."""
-    dst = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for f in files:
-        if f.startswith(("tests/", "data/")) or not (REPO / f).is_file():
-            continue
-        (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, dst / f)
-    shutil.copy(REPO / "profiles" / "tiny.yaml", dst / "params.yaml")
-    _run(["git", "init", "-q"], dst)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dst)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst)
+    dst = copy_repo(tmp_path_factory.mktemp("repo"), "tiny")
     first = _run(["dvc", "repro"], dst)
     dst.joinpath("first_repro.log").write_text(first.stdout)
     return dst
@@ -118,7 +99,11 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
     assert summary.loc[summary.method == "cfgrl"].set_index("setting").drift_from_bc[0.0] == 0.0
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["timing"]["cfgrl_ms_per_action"] > 0
-    assert set(pd.read_csv(tiny_repo / "data/plots/cheetah-run/results.csv").method) == {"cfgrl", "awr", "awf"}
+    assert set(pd.read_csv(tiny_repo / "data/plots/cheetah-run/results.csv").method) == {
+        "cfgrl",
+        "awr",
+        "awf",
+    }
     for png in ["return_vs_w", "drift_vs_w", "advantage_hist", "weight_concentration", "training_curves"]:
         assert (tiny_repo / f"data/plots/cheetah-run/{png}.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -1,0 +1,133 @@
+"""Stage `aggregate`: every env's results side by side, across seeds (the multi-seed summary).
+
+Reads data/plots/<env>/results.csv (per env and setting: mean and 95% CI over seed means when there
+are several seeds, over episodes with one) and writes to data/aggregate/:
+  results.csv      all envs' rows (env, method, setting, seeds, return_mean, return_ci95, ci_over)
+  summary.csv      one row per env: dataset mean, flow BC (w = 0), CFGRL at w = 1 and at its best w,
+                   the best 1/beta of AWR and of advantage-weighted flow (mean and 95% CI each)
+  summary.md       the same table in Markdown (for the README)
+  return_vs_w.png  one panel per env: CFGRL return vs w, AWR and AWF vs 1/beta, dataset and BC lines
+"best" picks the setting with the highest mean on the evaluation episodes themselves, which favours
+the method with more settings (a max over noisy estimates): read it beside the fixed w = 1 column.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import typer  # noqa: E402
+
+from pipeline_steps import paths, tracking  # noqa: E402
+from pipeline_steps.config import Params, load_params  # noqa: E402
+from pipeline_steps.data import atomic_output  # noqa: E402
+from pipeline_steps.plot import draw_return_vs_w  # noqa: E402
+from pipeline_steps.training import write_csv_atomic  # noqa: E402
+
+log = logging.getLogger(__name__)
+METHOD_NAMES = {"cfgrl": "CFGRL", "awr": "AWR", "awf": "AW-flow"}
+
+
+def fmt(mean: float, ci: float) -> str:
+    return f"{mean:.1f} ± {ci:.1f}" if pd.notna(ci) else f"{mean:.1f}"
+
+
+def summarize_env(res: pd.DataFrame) -> dict:
+    """One env's headline numbers from its results table."""
+    row: dict = {
+        "env": res.env.iloc[0],
+        "seeds": int(res.seeds.max()),
+        "ci_over": res.ci_over.iloc[0],
+        "dataset_return": float(res.dataset_return_mean.iloc[0]),
+    }
+
+    def pick(method: str, setting: float | None, prefix: str) -> None:
+        r = res[res.method == method]
+        if setting is not None:
+            r = r[r.setting == setting]
+        if not len(r):
+            return
+        best = r.loc[r.return_mean.idxmax()]
+        row[f"{prefix}_setting"] = float(best.setting)
+        row[f"{prefix}_mean"] = float(best.return_mean)
+        row[f"{prefix}_ci95"] = float(best.return_ci95)
+
+    pick("cfgrl", 0.0, "flow_bc")
+    pick("cfgrl", 1.0, "cfgrl_w1")
+    pick("cfgrl", None, "cfgrl_best")
+    pick("awr", None, "awr_best")
+    pick("awf", None, "awf_best")
+    return row
+
+
+COLUMNS = [  # (summary prefix, table header, setting label)
+    ("flow_bc", "flow BC (w=0)", None),
+    ("cfgrl_w1", "CFGRL w=1", None),
+    ("cfgrl_best", "CFGRL best w", "w"),
+    ("awr_best", "AWR best 1/beta", "1/beta"),
+    ("awf_best", "AW-flow best 1/beta", "1/beta"),
+]
+
+
+def cell(r: dict, prefix: str, label: str | None) -> str:
+    if pd.isna(r.get(f"{prefix}_mean", float("nan"))):
+        return "-"
+    s = fmt(r[f"{prefix}_mean"], r[f"{prefix}_ci95"])
+    return f"{s} ({label}={r[f'{prefix}_setting']:g})" if label else s
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    lines = [
+        "| env | seeds | dataset | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+        "|" + "---|" * (3 + len(COLUMNS)),
+    ]
+    for r in summary.to_dict("records"):
+        cells = [r["env"], str(r["seeds"]), f"{r['dataset_return']:.1f}"]
+        cells += [cell(r, prefix, label) for prefix, _, label in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    ci = summary.ci_over.iloc[0]
+    lines.append(
+        f"\nMean and 95% CI over {ci} (t-interval); 'best' is a max over settings on the same episodes."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def run(params: Params, plots_root: Path, out_dir: Path) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    res = pd.concat([pd.read_csv(Path(plots_root) / env / "results.csv") for env in params.envs])
+    summary = pd.DataFrame([summarize_env(g) for _, g in res.groupby("env", sort=False)])
+    fig, axes = plt.subplots(1, len(params.envs), figsize=(6.0 * len(params.envs), 4.2), squeeze=False)
+    for ax, (env, g) in zip(axes[0], res.groupby("env", sort=False)):
+        draw_return_vs_w(ax, g, float(g.dataset_return_mean.iloc[0]), env)
+    fig.tight_layout()
+    with atomic_output(out_dir / "return_vs_w.png") as f:
+        fig.savefig(f, dpi=110, format="png")
+    plt.close(fig)
+    write_csv_atomic(res, out_dir / "results.csv")
+    write_csv_atomic(summary, out_dir / "summary.csv")
+    with atomic_output(out_dir / "summary.md") as f:
+        f.write(markdown(summary).encode())
+    log.info("aggregate:\n%s", markdown(summary))
+    return summary
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    out: Path = typer.Option(None, help="output dir (default data/aggregate)"),
+):
+    """Summarise every env's results across seeds."""
+    p = load_params(params)
+    out_dir = out or paths.DATA / "aggregate"
+    with tracking.stage_run("aggregate", {"envs": p.envs, "seeds": p.seeds}) as tracked:
+        run(p, paths.DATA / "plots", out_dir)
+        tracked.mirror(out_dir)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    typer.run(main)

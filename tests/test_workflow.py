@@ -1,0 +1,253 @@
+"""The Snakemake workflow: lint, dry runs of the default and multi-seed profiles, the DAG it builds
+against dvc.yaml's (same commands, inputs and outputs), the SLURM submissions it makes (against a
+fake sbatch, there is no cluster here), and a real run of the tiny 2-seed profile whose outputs DVC
+adopts with `dvc commit` so that `dvc repro` has nothing left to do."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, copy_repo, run_tool
+
+SNAKE = ["snakemake", "--snakefile", "workflow/Snakefile"]
+
+
+def dry_run(cwd: Path, *args: str) -> str:
+    """`snakemake -n -p --forceall` output (every job of the DAG, with its shell command)."""
+    return run_tool([*SNAKE, "-n", "-p", "--forceall", "--cores", "2", *args], cwd).stdout
+
+
+def job_counts(out: str) -> dict[str, int]:
+    table = out[out.index("Job stats:") : out.index("total")]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def parse_jobs(out: str) -> list[dict]:
+    """The jobs of a `-n -p` run: rule, inputs, outputs, wildcards and shell command."""
+    jobs = []
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", out):
+        m = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if not m or m[1] == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        shell = re.search(r"^Shell command: (.*)$", block, re.M)
+        jobs.append(
+            {
+                "rule": m[1],
+                "input": set(fields.get("input", "").split(", ")) - {""},
+                "output": set(fields["output"].split(", ")),
+                "resources": dict(kv.split("=", 1) for kv in fields.get("resources", "").split(", ") if kv),
+                "shell": shell[1] if shell else "",
+            }
+        )
+    return jobs
+
+
+def dvc_stages(root: Path) -> list[dict]:
+    """dvc.yaml's stages, expanded (foreach / matrix): cmd, file deps, outs (incl. metrics and plots)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return [
+            {
+                "name": st.addressing,
+                "cmd": st.cmd,
+                "deps": {d.def_path for d in st.deps if not isinstance(d, ParamsDependency)},
+                "outs": {o.def_path for o in st.outs},
+            }
+            for st in repo.index.stages
+        ]
+
+
+def expand_dir_deps(deps: set[str], all_outs: set[str]) -> set[str]:
+    """A DVC dependency on a directory that other stages write into means every out beneath it."""
+    expanded = set()
+    for d in deps:
+        inside = {o for o in all_outs if o.startswith(d.rstrip("/") + "/")}
+        expanded |= inside if inside and d not in all_outs else {d}
+    return expanded
+
+
+def normalise_shell(cmd: str) -> str:
+    """Snakemake's command minus what only Snakemake adds: the thread count and the log redirect."""
+    cmd = re.sub(r"^OMP_NUM_THREADS=\d+ ", "", cmd)
+    return re.sub(r" > \S+ 2>&1$", "", cmd)
+
+
+def test_lint_is_clean():
+    proc = run_tool([*SNAKE, "--lint"], REPO)
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "profile, envs, seeds",
+    [(None, 2, 1), ("tiny2", 1, 2), ("results", 2, 3), ("paper", 2, 4)],
+)
+def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
+    args = ["--configfile", f"profiles/{profile}.yaml"] if profile else []
+    counts = job_counts(dry_run(REPO, *args))
+    per_seed = ("label", "train_cfgrl", "train_awr", "train_awf", "evaluate")
+    assert counts == {
+        "dataset": envs,
+        **dict.fromkeys(per_seed, envs * seeds),
+        "plot": envs,
+        "aggregate": 1,
+        "all": 1,
+    }
+
+
+def test_snakemake_and_dvc_build_the_same_dag():
+    """Default profile: every Snakemake job is a dvc.yaml stage with the same outputs, the same inputs
+    (code and data) and the same command, and no stage is missing from either side."""
+    jobs = parse_jobs(dry_run(REPO))
+    stages = dvc_stages(REPO)
+    all_outs = set().union(*(s["outs"] for s in stages))
+    by_outs = {frozenset(s["outs"]): s for s in stages}
+    assert len(jobs) == len(stages) == 15, (len(jobs), len(stages))
+    for job in jobs:
+        stage = by_outs.get(frozenset(job["output"]))
+        assert stage is not None, f"no dvc stage writes {sorted(job['output'])}"
+        assert normalise_shell(job["shell"]) == stage["cmd"], (job["shell"], stage["cmd"])
+        assert job["input"] == expand_dir_deps(stage["deps"], all_outs), stage["name"]
+
+
+def test_expand_dir_deps_and_normalise_shell_are_strict():
+    """The parity test's two normalisations do not hide real differences."""
+    outs = {"data/label/e/seed0/labels.npz", "data/label/e/seed0/critic.pt", "data/labelx/a"}
+    assert expand_dir_deps({"data/label/e", "code.py"}, outs) == {
+        "data/label/e/seed0/labels.npz",
+        "data/label/e/seed0/critic.pt",
+        "code.py",
+    }
+    assert normalise_shell("OMP_NUM_THREADS=4 python -m x --env a > logs/x.log 2>&1") == "python -m x --env a"
+    assert normalise_shell("python -m x --seed 1 --params p.yaml") == "python -m x --seed 1 --params p.yaml"
+
+
+def test_params_file_is_passed_to_every_stage_and_overrides_are_refused():
+    jobs = parse_jobs(dry_run(REPO, "--configfile", "profiles/tiny2.yaml"))
+    assert all(re.search(r"--params \S*profiles/tiny2\.yaml", j["shell"]) for j in jobs)
+    override = "evaluate={'guidance_ws': [0.0], 'episodes': 1, 'drift_states': 8, 'timing_repeats': 1}"
+    proc = run_tool([*SNAKE, "-n", "--cores", "1", "--config", override], REPO, check=False)
+    assert proc.returncode != 0
+    assert "put every change in a params file" in proc.stdout + proc.stderr
+
+
+def test_bad_params_file_is_refused_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "profiles" / "tiny.yaml").read_text().replace("episodes: 2", "episodes: -2"))
+    proc = run_tool([*SNAKE, "-n", "--cores", "1", "--configfile", str(bad)], REPO, check=False)
+    assert proc.returncode != 0 and "evaluate.episodes = -2" in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# SLURM: the profile's submissions, against a fake sbatch
+# ------------------------------------------------------------------------------------------------
+FAKE_TOOLS = {
+    "sbatch": 'echo "$@" >> "$FAKE_SLURM_LOG"\necho 4242',
+    "sacct": 'echo "4242|FAILED|1:0"',  # the job "fails": snakemake stops after one submission round
+    "squeue": "exit 0",
+    "sinfo": "exit 0",
+    "scontrol": "exit 0",
+    "sacctmgr": "echo myaccount",
+}
+
+
+def test_slurm_profile_submits_the_requested_resources(tmp_path):
+    repo = copy_repo(tmp_path / "repo", git=False)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name, body in FAKE_TOOLS.items():
+        (fake / name).write_text(f"#!/bin/bash\n{body}\n")
+        (fake / name).chmod(stat.S_IRWXU)
+    # the dataset exists already, so the first jobs submitted are the paper profile's training jobs
+    for env in ("walker-run", "cheetah-run"):
+        (repo / f"data/dataset/{env}/minari").mkdir(parents=True)
+        (repo / f"data/dataset/{env}/stats.json").write_text("{}")
+    log = tmp_path / "sbatch.log"
+    target = "data/label/cheetah-run/seed1/labels.npz"
+    proc = run_tool(
+        [
+            *SNAKE,
+            target,
+            "--profile",
+            "workflow/profiles/slurm",
+            "--configfile",
+            "profiles/paper.yaml",
+            "--retries",
+            "0",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+        ],
+        repo,
+        check=False,
+        timeout=300,
+        PATH=f"{fake}:{tool_path()}",
+        FAKE_SLURM_LOG=str(log),
+    )
+    assert log.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1, calls
+    call = calls[0]
+    for expected in ("-A myaccount", "-p cpu", "-t 2880", "--mem 16000", "--cpus-per-task=8"):
+        assert expected in call, (expected, call)
+    assert "--target-jobs 'label:env=cheetah-run,seed=1'" in call
+    assert "profiles/paper.yaml" in call  # the job reads the same params file
+
+
+def tool_path() -> str:
+    import os
+    import sys
+
+    return f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+
+
+# ------------------------------------------------------------------------------------------------
+# a real run: the tiny profile with 2 seeds, on this machine, then adopted by DVC
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny2_run(tmp_path_factory) -> tuple[Path, str]:
+    repo = copy_repo(tmp_path_factory.mktemp("snake"), "tiny2")
+    proc = run_tool(
+        ["snakemake", "--profile", "workflow/profiles/local"], repo, timeout=1200, CFGRL_TRACKING="1"
+    )
+    return repo, proc.stdout + proc.stderr
+
+
+def test_local_profile_runs_tiny2_and_aggregates_over_seeds(tiny2_run):
+    repo, _ = tiny2_run
+    res = pd.read_csv(repo / "data/aggregate/results.csv")
+    assert set(res.method) == {"cfgrl", "awr", "awf"}
+    assert (res.seeds == 2).all() and (res.ci_over == "seeds").all()
+    # the aggregate of a setting is the mean over the two seeds' episode means
+    ep = pd.concat(pd.read_csv(repo / f"data/evaluate/cheetah-run/seed{s}/episodes.csv") for s in (0, 1))
+    per_seed = ep[(ep.method == "cfgrl") & (ep.setting == 1.0)].groupby("seed")["return"].mean()
+    row = res[(res.method == "cfgrl") & (res.setting == 1.0)].iloc[0]
+    assert row.return_mean == pytest.approx(per_seed.mean())
+    summary = pd.read_csv(repo / "data/aggregate/summary.csv")
+    assert summary.env.tolist() == ["cheetah-run"] and summary.seeds.tolist() == [2]
+    assert "| cheetah-run | 2 |" in (repo / "data/aggregate/summary.md").read_text()
+    assert (repo / "data/aggregate/return_vs_w.png").read_bytes()[:4] == b"\x89PNG"
+    assert (repo / "logs/label/cheetah-run/seed1.log").exists()
+
+
+def test_parallel_jobs_track_to_one_mlflow_db_without_lock_errors(tiny2_run):
+    repo, out = tiny2_run
+    assert "database is locked" not in out
+    db = sqlite3.connect(repo / "mlflow.db")
+    runs = db.execute("select status from runs").fetchall()
+    # dataset + 5 per-seed stages x 2 seeds + plot + aggregate
+    assert len(runs) == 1 + 5 * 2 + 1 + 1 and {r[0] for r in runs} == {"FINISHED"}
+
+
+def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
+    repo, _ = tiny2_run
+    run_tool(["dvc", "commit", "-f"], repo)
+    out = run_tool(["dvc", "repro"], repo).stdout
+    assert "Running stage" not in out, out
+    assert run_tool(["dvc", "status"], repo).stdout.strip() in ("", "Data and pipelines are up to date.")

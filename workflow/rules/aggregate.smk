@@ -1,0 +1,24 @@
+# every env side by side, across seeds (dvc.yaml: the aggregate stage, which depends on data/plots)
+rule aggregate:
+    input:
+        code=["pipeline_steps/aggregate.py", "pipeline_steps/plot.py"],
+        plots=[f for env in ENVS for f in plot_outputs(env)],
+    output:
+        results="data/aggregate/results.csv",
+        summary="data/aggregate/summary.csv",
+        summary_md="data/aggregate/summary.md",
+        figure="data/aggregate/return_vs_w.png",
+    params:
+        envs=ENVS,
+        seeds=SEEDS,
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/aggregate.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.aggregate{params.args} > {log} 2>&1"

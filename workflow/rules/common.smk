@@ -1,0 +1,88 @@
+# Shared by every rule: the validated params, the params-file argument of the stage CLIs, wildcard
+# constraints, MLflow set-up before the fan-out, and the output paths of each stage (the ones dvc.yaml
+# declares; tests/test_workflow.py checks that both DAGs agree).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir).parent))  # the repo root: pipeline_steps
+
+from pipeline_steps import tracking
+from pipeline_steps.config import ParamsError, load_params, parse_params
+
+# The params file the stage CLIs read: params.yaml, or the single --configfile given on the command line
+# (a complete params file, e.g. profiles/tiny2.yaml). Values given with --config would reach Snakemake
+# but not the stage CLIs, so they are refused.
+if len(workflow.overwrite_configfiles) > 1:
+    raise ValueError(f"pass at most one --configfile (a complete params file), got {workflow.overwrite_configfiles}")
+PARAMS_FILE = str(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles else "params.yaml"
+if Path(PARAMS_FILE).resolve().is_relative_to(Path.cwd()):  # snakemake makes it absolute: keep commands portable
+    PARAMS_FILE = str(Path(PARAMS_FILE).resolve().relative_to(Path.cwd()))
+P = load_params(PARAMS_FILE)  # validated: a bad value stops here, naming the key, before any job
+try:
+    same = parse_params(config, "the Snakemake config") == P
+except ParamsError:  # --config values arrive as strings
+    same = False
+if not same:
+    raise ValueError(
+        f"the config differs from {PARAMS_FILE} (a --config override?): the stage CLIs read {PARAMS_FILE}, "
+        "so put every change in a params file and pass it with --configfile"
+    )
+# stage CLIs default to params.yaml; name the file only when it is another one (so the default
+# commands are exactly dvc.yaml's)
+PARAMS_ARG = "" if PARAMS_FILE == "params.yaml" else f" --params {PARAMS_FILE}"
+ENVS, SEEDS = P.envs, P.seeds
+
+
+wildcard_constraints:
+    env="[a-z]+-[a-z_]+",
+    seed=r"\d+",
+
+
+onstart:
+    # one process creates the MLflow DB and experiment before jobs run in parallel
+    tracking.init_store()
+
+
+def section(name):
+    """A params section as a plain dict, passed to a rule's params: so editing it reruns the rule."""
+    return getattr(P, name).model_dump()
+
+
+# Outputs of each stage (dvc.yaml: outs + metrics + plots), by stage
+def label_outputs(env, seed):
+    d = f"data/label/{env}/seed{seed}"
+    return [f"{d}/labels.npz", f"{d}/train_log.csv", f"{d}/critic.pt", f"{d}/metrics.json"]
+
+
+def cfgrl_outputs(env, seed):
+    d = f"data/train_cfgrl/{env}/seed{seed}"
+    return [f"{d}/policy.pt", f"{d}/train_log.csv", f"{d}/metrics.json"]
+
+
+def awr_outputs(env, seed):
+    d = f"data/train_awr/{env}/seed{seed}"
+    return [f"{d}/policies.pt", f"{d}/train_log.csv", f"{d}/metrics.json"]
+
+
+def awf_outputs(env, seed):
+    d = f"data/train_awf/{env}/seed{seed}"
+    return [f"{d}/policies.pt", f"{d}/train_log.csv", f"{d}/metrics.json"]
+
+
+def evaluate_outputs(env, seed):
+    d = f"data/evaluate/{env}/seed{seed}"
+    return [f"{d}/episodes.csv", f"{d}/summary.csv", f"{d}/metrics.json"]
+
+
+PLOT_FILES = [
+    "results.csv",
+    "return_vs_w.png",
+    "drift_vs_w.png",
+    "advantage_hist.png",
+    "weight_concentration.png",
+    "training_curves.png",
+]
+
+
+def plot_outputs(env):
+    return [f"data/plots/{env}/{f}" for f in PLOT_FILES]

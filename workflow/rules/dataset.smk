@@ -1,0 +1,26 @@
+rule dataset:
+    input:
+        code=[
+            "pipeline_steps/dataset.py",
+            "pipeline_steps/data.py",
+            "pipeline_steps/envs.py",
+            "pipeline_steps/config.py",
+            "pipeline_steps/algorithms/sac.py",
+            "pipeline_steps/algorithms/common.py",
+        ],
+    output:
+        minari=directory("data/dataset/{env}/minari"),
+        stats="data/dataset/{env}/stats.json",
+    params:
+        dataset=section("dataset"),
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/dataset/{env}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.dataset --env {wildcards.env}{params.args} > {log} 2>&1"

@@ -1,0 +1,40 @@
+rule evaluate:
+    input:
+        code=[
+            "pipeline_steps/evaluate.py",
+            "pipeline_steps/rollouts.py",
+            "pipeline_steps/config.py",
+            "pipeline_steps/data.py",
+            "pipeline_steps/envs.py",
+            "pipeline_steps/train_cfgrl.py",
+            "pipeline_steps/train_awr.py",
+            "pipeline_steps/train_awf.py",
+            "pipeline_steps/training.py",
+            "pipeline_steps/algorithms/cfgrl.py",
+            "pipeline_steps/algorithms/awr.py",
+            "pipeline_steps/algorithms/awf.py",
+            "pipeline_steps/algorithms/common.py",
+        ],
+        dataset="data/dataset/{env}/minari",
+        cfgrl="data/train_cfgrl/{env}/seed{seed}/policy.pt",
+        awr="data/train_awr/{env}/seed{seed}/policies.pt",
+        awf="data/train_awf/{env}/seed{seed}/policies.pt",
+    output:
+        episodes="data/evaluate/{env}/seed{seed}/episodes.csv",
+        summary="data/evaluate/{env}/seed{seed}/summary.csv",
+        metrics="data/evaluate/{env}/seed{seed}/metrics.json",
+    params:
+        evaluate=section("evaluate"),
+        runtime=section("runtime"),
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/evaluate/{env}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.evaluate --env {wildcards.env} --seed {wildcards.seed}"
+        "{params.args} > {log} 2>&1"

@@ -1,0 +1,31 @@
+rule label:
+    input:
+        code=[
+            "pipeline_steps/label.py",
+            "pipeline_steps/config.py",
+            "pipeline_steps/data.py",
+            "pipeline_steps/algorithms/iql.py",
+            "pipeline_steps/algorithms/common.py",
+            "pipeline_steps/training.py",
+        ],
+        dataset="data/dataset/{env}/minari",
+    output:
+        labels="data/label/{env}/seed{seed}/labels.npz",
+        train_log="data/label/{env}/seed{seed}/train_log.csv",
+        critic="data/label/{env}/seed{seed}/critic.pt",
+        metrics="data/label/{env}/seed{seed}/metrics.json",
+    params:
+        label=section("label"),
+        runtime=section("runtime"),
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/label/{env}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.label --env {wildcards.env} --seed {wildcards.seed}"
+        "{params.args} > {log} 2>&1"

@@ -1,0 +1,31 @@
+rule train_awr:
+    input:
+        code=[
+            "pipeline_steps/train_awr.py",
+            "pipeline_steps/config.py",
+            "pipeline_steps/data.py",
+            "pipeline_steps/algorithms/awr.py",
+            "pipeline_steps/algorithms/common.py",
+            "pipeline_steps/training.py",
+        ],
+        dataset="data/dataset/{env}/minari",
+        labels="data/label/{env}/seed{seed}/labels.npz",
+    output:
+        policies="data/train_awr/{env}/seed{seed}/policies.pt",
+        train_log="data/train_awr/{env}/seed{seed}/train_log.csv",
+        metrics="data/train_awr/{env}/seed{seed}/metrics.json",
+    params:
+        train_awr=section("train_awr"),
+        runtime=section("runtime"),
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/train_awr/{env}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.train_awr --env {wildcards.env} --seed {wildcards.seed}"
+        "{params.args} > {log} 2>&1"
