@@ -27,7 +27,7 @@ from pipeline_steps import paths, tracking  # noqa: E402
 from pipeline_steps.config import Params, load_params  # noqa: E402
 from pipeline_steps.data import atomic_output  # noqa: E402
 from pipeline_steps.plot import draw_return_vs_w  # noqa: E402
-from pipeline_steps.training import write_csv_atomic  # noqa: E402
+from pipeline_steps.training import clear_outputs, write_csv_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 METHOD_NAMES = {"cfgrl": "CFGRL", "awr": "AWR", "awf": "AW-flow"}
@@ -99,6 +99,7 @@ def markdown(summary: pd.DataFrame) -> str:
 
 def run(params: Params, plots_root: Path, out_dir: Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
+    clear_outputs(out_dir, ("results.csv", "summary.csv", "summary.md", "return_vs_w.png"))
     res = pd.concat([pd.read_csv(Path(plots_root) / env / "results.csv") for env in params.envs])
     summary = pd.DataFrame([summarize_env(g) for _, g in res.groupby("env", sort=False)])
     fig, axes = plt.subplots(1, len(params.envs), figsize=(6.0 * len(params.envs), 4.2), squeeze=False)

@@ -173,12 +173,13 @@ def read_episodes(root: Path) -> list[Episode]:
 
     data_dir = find_dataset_dir(root)
     try:
-        ds = minari.MinariDataset(data_dir)
+        # minari opens the HDF5 file lazily: a truncated file fails while iterating, not at open
+        raw = list(minari.MinariDataset(data_dir).iterate_episodes())
     except Exception as err:  # h5py / json errors for a truncated or foreign file
         raise DatasetError(
             f"{data_dir}: not a readable Minari dataset ({type(err).__name__}: {err})"
         ) from err
-    return [Episode.from_minari(ep) for ep in ds.iterate_episodes()]
+    return [Episode.from_minari(ep) for ep in raw]
 
 
 def to_transitions(episodes: list[Episode]) -> Transitions:

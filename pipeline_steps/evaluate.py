@@ -36,7 +36,7 @@ from pipeline_steps.rollouts import ActFn, run_lockstep
 from pipeline_steps.train_awf import load_awf
 from pipeline_steps.train_awr import load_policies
 from pipeline_steps.train_cfgrl import load_policy
-from pipeline_steps.training import setup_torch, write_csv_atomic
+from pipeline_steps.training import clear_outputs, setup_torch, write_csv_atomic
 
 log = logging.getLogger(__name__)
 _RESET_TAG, _NOISE_TAG = 7, 8  # separate evaluation seeds from the dataset's collection seeds
@@ -192,6 +192,7 @@ def run(
 ) -> pd.DataFrame:
     cfg = params.evaluate
     out_dir = Path(out_dir)
+    clear_outputs(out_dir, ("episodes.csv", "summary.csv", "metrics.json"))
     setup_torch(seed, params.runtime)
     cfgrl, awr, awf = load_policy(cfgrl_path), load_policies(awr_path), load_awf(awf_path)
     check_dims(env, cfgrl.obs_norm.mean.shape[0], cfgrl.act_dim, str(cfgrl_path))
@@ -259,9 +260,9 @@ def run(
         "cfgrl_best_w": float(summary[summary.method == "cfgrl"].sort_values("return_mean").setting.iloc[-1]),
         "timing": timing,
     }
-    write_csv_atomic(episodes, out_dir / "episodes.csv")
-    write_csv_atomic(summary, out_dir / "summary.csv")
     write_json_atomic(metrics, out_dir / "metrics.json")
+    write_csv_atomic(summary, out_dir / "summary.csv")
+    write_csv_atomic(episodes, out_dir / "episodes.csv")  # last: what plot reads (old ones were cleared)
     log.info("evaluate %s seed%d:\n%s", env, seed, summary.to_string(index=False))
     return summary
 

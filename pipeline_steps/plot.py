@@ -30,7 +30,7 @@ import typer  # noqa: E402
 from pipeline_steps import paths, tracking  # noqa: E402
 from pipeline_steps.config import Params, load_params  # noqa: E402
 from pipeline_steps.evaluate import ci95  # noqa: E402
-from pipeline_steps.training import write_csv_atomic  # noqa: E402
+from pipeline_steps.training import clear_outputs, write_csv_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,7 @@ def plot_training_curves(logs: dict[str, dict[int, pd.DataFrame]], env: str, pat
 
 def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
+    clear_outputs(out_dir, ("results.csv",))  # results.csv, written last, marks a finished plot stage
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = params.seeds
     episodes = pd.concat([pd.read_csv(paths.evaluate_dir(env, s) / "episodes.csv") for s in seeds])

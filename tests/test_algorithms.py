@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from conftest import make_params, write_synthetic_dataset, write_synthetic_labels
 from torch import nn
 
-from pipeline_steps import label, train_awr, train_cfgrl
+from pipeline_steps import label, train_awf, train_awr, train_cfgrl
 from pipeline_steps.algorithms import common
+from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR, awr_weights, gaussian_log_prob, weight_concentration
 from pipeline_steps.algorithms.cfgrl import (
     CFGRL,
@@ -760,6 +761,9 @@ def _tiny_stage_params(**over):
             "train_awr.log_every": 2,
             "train_awr.hidden": [8],
             "train_awr.batch_size": 16,
+            "train_awf.steps": 6,
+            "train_awf.log_every": 2,
+            "train_awf.batch_size": 16,
             **over,
         }
     )
@@ -779,7 +783,7 @@ def _nan_after(update, at):
     return wrapped
 
 
-@pytest.mark.parametrize("stage", ["label", "train_cfgrl", "train_awr"])
+@pytest.mark.parametrize("stage", ["label", "train_cfgrl", "train_awr", "train_awf"])
 def test_stage_writes_nothing_on_nan_loss(monkeypatch, tmp_path, synthetic_stage_inputs, stage):
     root, labels, _ = synthetic_stage_inputs
     p = _tiny_stage_params()
@@ -790,9 +794,12 @@ def test_stage_writes_nothing_on_nan_loss(monkeypatch, tmp_path, synthetic_stage
     elif stage == "train_cfgrl":
         monkeypatch.setattr(CFGRL, "update", _nan_after(CFGRL.update, 3))
         run = lambda: train_cfgrl.run(p, "cheetah-run", 0, root, labels, out)
-    else:
+    elif stage == "train_awr":
         monkeypatch.setattr(AWR, "update", _nan_after(AWR.update, 3))
         run = lambda: train_awr.run(p, "cheetah-run", 0, root, labels, out)
+    else:
+        monkeypatch.setattr(AWF, "update", _nan_after(AWF.update, 3))
+        run = lambda: train_awf.run(p, "cheetah-run", 0, root, labels, out)
     with pytest.raises(NonFiniteLossError, match="step 4"):
         run()
     assert not out.exists() or not any(out.iterdir())
@@ -859,3 +866,59 @@ def test_save_checkpoint_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
         save_checkpoint({"kind": "cfgrl", "x": lambda: 0}, path)  # lambdas do not pickle
     assert load_checkpoint(path, "cfgrl")["x"] == 1
     assert [f.name for f in tmp_path.iterdir()] == ["policy.pt"]
+
+
+# --------------------------------------------------------------------------------------------
+# advantage-weighted flow (AWF)
+# --------------------------------------------------------------------------------------------
+def make_awf(inv_betas=(1.0, 10.0), seed=0) -> AWF:
+    torch.manual_seed(seed)
+    p = make_params({"train_awf.inv_betas": list(inv_betas), "train_cfgrl.hidden": [16]})
+    return AWF(OBS_DIM, ACT_DIM, p.train_cfgrl, p.train_awf)
+
+
+def test_time_embedding_of_a_grid_matches_row_by_row():
+    t = torch.rand(3, 5)
+    emb = time_embedding(t, 16)
+    assert emb.shape == (3, 5, 16)
+    torch.testing.assert_close(emb[1], time_embedding(t[1], 16), rtol=0, atol=0)
+
+
+def test_awf_loss_is_the_awr_weighted_flow_error_per_net():
+    agent = make_awf()
+    B = 32
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "observations": torch.randn(B, OBS_DIM, generator=g),
+        "actions": torch.rand(B, ACT_DIM, generator=g) * 2 - 1,
+        "advantages": torch.randn(B, generator=g),
+    }
+    x_0, t = torch.randn(B, ACT_DIM, generator=g), torch.rand(B, generator=g)
+    loss, info = agent.actor_loss(batch, x_0, t)
+    x_1 = batch["actions"]
+    x_t = (1 - t[:, None]) * x_0 + t[:, None] * x_1
+    vel = agent.velocity(batch["observations"], x_t, t)  # [K, B, A]
+    for k, inv_beta in enumerate((1.0, 10.0)):
+        weight = torch.exp(inv_beta * batch["advantages"]).clamp(max=100.0)
+        expected = (weight * (vel[k] - (x_1 - x_0)).square().mean(-1)).mean()
+        torch.testing.assert_close(info[f"actor/inv_beta={inv_beta:g}/loss"], expected)
+    torch.testing.assert_close(loss, info["actor/inv_beta=1/loss"] + info["actor/inv_beta=10/loss"])
+    # the larger 1/beta concentrates the weights more
+    assert info["actor/inv_beta=10/ess_frac"] < info["actor/inv_beta=1/ess_frac"]
+
+
+def test_awf_nets_are_independent_and_sample_from_shared_noise():
+    agent = make_awf()
+    obs, noise = torch.randn(5, OBS_DIM), torch.randn(5, ACT_DIM)
+    a = agent.sample_actions(obs, noise=noise)
+    assert a.shape == (2, 5, ACT_DIM) and a.abs().max() <= 1 and not torch.equal(a[0], a[1])
+    with torch.no_grad():  # change net 1 only: net 0's actions stay
+        for p in agent.velocity.parameters():
+            p[1].add_(0.5)
+    b = agent.sample_actions(obs, noise=noise)
+    torch.testing.assert_close(a[0], b[0], rtol=0, atol=0)
+    assert not torch.equal(a[1], b[1])
+    with torch.no_grad():  # a zero velocity field returns the noise (clipped)
+        agent.velocity.net[-1].weight.zero_()
+        agent.velocity.net[-1].bias.zero_()
+    torch.testing.assert_close(agent.sample_actions(obs, noise=noise)[0], noise.clamp(-1, 1))
