@@ -11,7 +11,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint install clean-venv
+.PHONY: repro test lint install clean-venv results
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline_steps tests benchmarks
+	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles
+
+# docs/results: the default profile on 3 seeds for both envs (Snakemake, two jobs at a time) and the
+# label ablations on seed 0; about 2 hours on 2 cores. Overwrites data/ with the results profile's
+# outputs (`dvc repro` afterwards restores the default profile's).
+RESULTS := docs/results
+results: $(STAMP)
+	snakemake --profile workflow/profiles/local --configfile profiles/results.yaml
+	python experiments/label_ablations.py --params profiles/results.yaml --out $(RESULTS)/ablations.csv
+	mkdir -p $(RESULTS)
+	cp data/aggregate/results.csv data/aggregate/summary.csv data/aggregate/summary.md $(RESULTS)/
+	cp data/aggregate/return_vs_w.png $(RESULTS)/return_vs_w.png
+	for env in walker-run cheetah-run; do for fig in return_vs_w drift_vs_w advantage_hist weight_concentration; do \
+	  cp data/plots/$${env}/$${fig}.png $(RESULTS)/$${env}_$${fig}.png; done; done
 
 clean-venv:
 	rm -rf $(VENV)

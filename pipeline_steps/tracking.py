@@ -158,7 +158,9 @@ class _Run:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None = None):
+def stage_run(
+    stage: str, params: dict, env: str | None = None, seed: int | None = None, tags: dict | None = None
+):
     """Open an MLflow run for one stage execution; yields a _Run (a no-op one if tracking is off or broken).
     The run ends FINISHED, or FAILED if the stage raised (the exception propagates unchanged)."""
     run = _Run(None)
@@ -170,7 +172,7 @@ def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None
             mlflow.set_tracking_uri(tracking_uri())
             _ensure_experiment(mlflow)
             mlflow.set_experiment(EXPERIMENT)
-            tags = {"stage": stage, "git_commit": git_commit()}
+            tags = {"stage": stage, "git_commit": git_commit(), **(tags or {})}
             if env is not None:
                 tags["env"] = env
             if seed is not None:
@@ -204,3 +206,69 @@ def stage_run(stage: str, params: dict, env: str | None = None, seed: int | None
         raise
     if run.mlflow is not None:
         run._guard("end_run", lambda: run.mlflow.end_run("FINISHED"))
+
+
+# sections of params.yaml each stage reads (what its run logs as params)
+STAGE_SECTIONS = {
+    "dataset": ("dataset",),
+    "label": ("label", "runtime"),
+    "train_cfgrl": ("train_cfgrl", "runtime"),
+    "train_awr": ("train_awr", "runtime"),
+    "train_awf": ("train_awf", "train_cfgrl", "runtime"),
+    "evaluate": ("evaluate", "runtime"),
+    "plot": ("seeds",),
+    "aggregate": ("envs", "seeds"),
+}
+
+
+def backfill(params_path: Path = Path("params.yaml")) -> int:
+    """Re-record every stage output under data/ as an MLflow run tagged backfilled=true: the way to
+    rebuild the tracking record after an outage (the stage ran untracked) or a lost / corrupt DB.
+    Logs the current params file's sections, so run it when `dvc status` says the outputs are up to
+    date. Returns the number of runs written."""
+    from pipeline_steps import paths
+    from pipeline_steps.config import load_params
+
+    p = load_params(params_path)
+    dumps = {name: v.model_dump() if hasattr(v, "model_dump") else v for name, v in p}
+    jobs = []
+    for env in p.envs:
+        jobs.append(("dataset", env, None, paths.dataset_dir(env)))
+        for seed in p.seeds:
+            for stage, where in (
+                ("label", paths.label_dir),
+                ("train_cfgrl", paths.cfgrl_dir),
+                ("train_awr", paths.awr_dir),
+                ("train_awf", paths.awf_dir),
+                ("evaluate", paths.evaluate_dir),
+            ):
+                jobs.append((stage, env, seed, where(env, seed)))
+        jobs.append(("plot", env, None, paths.plots_dir(env)))
+    jobs.append(("aggregate", None, None, paths.DATA / "aggregate"))
+    n = 0
+    for stage, env, seed, out_dir in jobs:
+        if not Path(out_dir).is_dir():
+            continue
+        params = {k: dumps[k] for k in STAGE_SECTIONS[stage]}
+        with stage_run(stage, params, env=env, seed=seed, tags={"backfilled": "true"}) as run:
+            run.mirror(out_dir)
+            n += run.mlflow is not None
+    return n
+
+
+if __name__ == "__main__":
+    import typer
+
+    app = typer.Typer(add_completion=False, help="MLflow tracking store maintenance.")
+
+    @app.command("init")
+    def _init():
+        """Create the tracking DB and experiment (before parallel jobs; Snakemake does this itself)."""
+        init_store()
+
+    @app.command("backfill")
+    def _backfill(params: Path = typer.Option(Path("params.yaml"), help="params file")):
+        """Record every existing stage output as a run (after a tracking outage or a lost DB)."""
+        print(f"backfilled {backfill(params)} runs into {tracking_uri()}")
+
+    app()

@@ -100,3 +100,18 @@ def test_tracking_off_is_a_no_op(stage_dir, tmp_path, monkeypatch):
     with tracking.stage_run("label", {"x": 1}, env="walker-run", seed=3) as t:
         t.mirror(stage_dir)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_backfill_rebuilds_the_record_after_a_lost_db(stage_dir, tmp_path):
+    """Recovery: the DB is gone (or moved aside when corrupt); backfill re-records the outputs."""
+    import yaml
+    from conftest import raw_params
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({"envs": ["walker-run"], "seeds": [3]})))
+    (tmp_path / "data" / "train_cfgrl" / "walker-run" / "seed3").mkdir(parents=True)  # empty: no metrics
+    assert tracking.backfill(tmp_path / "params.yaml") == 2
+    runs = _runs(tracking.tracking_uri())
+    assert sorted(runs["tags.stage"]) == ["label", "train_cfgrl"]
+    assert (runs["tags.backfilled"] == "true").all() and (runs["tags.seed"] == "3").all()
+    lab = runs[runs["tags.stage"] == "label"].iloc[0]
+    assert lab["metrics.positive_frac"] == 0.25 and lab["params.label.expectile"] == "0.9"

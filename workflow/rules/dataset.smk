@@ -18,7 +18,7 @@ rule dataset:
         "../envs/cfgrl.yaml"
     log:
         "logs/dataset/{env}.log",
-    threads: 1
+    threads: THREADS
     resources:
         mem_mb=6000,
         runtime=120,

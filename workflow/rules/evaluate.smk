@@ -31,7 +31,7 @@ rule evaluate:
         "../envs/cfgrl.yaml"
     log:
         "logs/evaluate/{env}/seed{seed}.log",
-    threads: 1
+    threads: THREADS
     resources:
         mem_mb=8000,
         runtime=120,

@@ -22,7 +22,7 @@ rule label:
         "../envs/cfgrl.yaml"
     log:
         "logs/label/{env}/seed{seed}.log",
-    threads: 1
+    threads: THREADS
     resources:
         mem_mb=6000,
         runtime=240,

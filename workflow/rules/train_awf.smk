@@ -29,7 +29,7 @@ rule train_awf:
         "../envs/cfgrl.yaml"
     log:
         "logs/train_awf/{env}/seed{seed}.log",
-    threads: 1
+    threads: THREADS
     resources:
         mem_mb=6000,
         runtime=240,

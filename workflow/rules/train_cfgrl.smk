@@ -22,7 +22,7 @@ rule train_cfgrl:
         "../envs/cfgrl.yaml"
     log:
         "logs/train_cfgrl/{env}/seed{seed}.log",
-    threads: 1
+    threads: THREADS
     resources:
         mem_mb=6000,
         runtime=240,
