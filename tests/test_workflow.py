@@ -254,3 +254,29 @@ def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
     out = run_tool(["dvc", "repro"], repo).stdout
     assert "Running stage" not in out, out
     assert run_tool(["dvc", "status"], repo).stdout.strip() in ("", "Data and pipelines are up to date.")
+
+
+def test_aggregate_summary_picks_bc_w1_and_best_settings():
+    from pipeline_steps.aggregate import markdown, summarize_env
+
+    res = pd.DataFrame(
+        {
+            "env": "walker-run",
+            "method": ["cfgrl"] * 4 + ["awr"] * 2 + ["awf"] * 2,
+            "setting": [0.0, 1.0, 3.0, 10.0, 1.0, 30.0, 3.0, 30.0],
+            "seeds": 3,
+            "return_mean": [20.0, 50.0, 60.0, 40.0, 30.0, 45.0, 55.0, 35.0],
+            "return_ci95": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "ci_over": "seeds",
+            "dataset_return_mean": 24.0,
+        }
+    )
+    row = summarize_env(res)
+    assert (row["flow_bc_mean"], row["cfgrl_w1_mean"]) == (20.0, 50.0)
+    assert (row["cfgrl_best_setting"], row["cfgrl_best_mean"], row["cfgrl_best_ci95"]) == (3.0, 60.0, 3.0)
+    assert (row["awr_best_setting"], row["awr_best_mean"]) == (30.0, 45.0)
+    assert (row["awf_best_setting"], row["awf_best_mean"]) == (3.0, 55.0)
+    md = markdown(pd.DataFrame([row]))
+    row_md = "| walker-run | 3 | 24.0 | 20.0 ± 1.0 | 50.0 ± 2.0 | 60.0 ± 3.0 (w=3) | 45.0 ± 6.0 (1/beta=30) |"
+    assert row_md in md
+    assert "over seeds" in md
