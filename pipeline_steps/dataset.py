@@ -15,6 +15,7 @@ import http.client
 import io
 import logging
 import re
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -253,7 +254,9 @@ def build_episodes(params: Params, env_name: str) -> list[Episode]:
 def run(params: Params, env_name: str, out_dir: Path) -> dict:
     """Build the dataset of `env_name` into `out_dir/minari` and return (and write) its statistics."""
     out_dir = Path(out_dir)
-    (out_dir / "stats.json").unlink(missing_ok=True)  # no older stats beside a new dataset, if this run dies
+    # remove the previous outputs first (as DVC does): a run that dies leaves no older dataset behind
+    (out_dir / "stats.json").unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "minari", ignore_errors=True)
     start = time.perf_counter()
     episodes = build_episodes(params, env_name)
     seconds = time.perf_counter() - start

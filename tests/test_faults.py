@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,8 +46,8 @@ from pipeline_steps.training import RESUME_FILE, Resume, save_agent
 FAULTS = [
     ("SIGKILL of `dvc repro` during train_cfgrl", "test_sigkill_during_dvc_repro_then_repro_matches_an_uninterrupted_run",
      "no policy.pt left; the next `dvc repro` resumes from resume.pt and ends identical to an uninterrupted run"),
-    ("SIGKILL of the train_cfgrl CLI", "test_sigkilled_stage_cli_leaves_no_output_and_resumes",
-     "only resume.pt is left; rerunning resumes at its step"),
+    ("SIGKILL of the dataset / label / train_cfgrl / evaluate CLI", "test_sigkilled_stage_cli_leaves_no_output_a_later_stage_accepts",
+     "the file the next stage reads is absent (old ones too); training leaves resume.pt and the rerun resumes"),
     ("training stage dies after a checkpoint (each of the 4)", "test_killed_training_resumes_to_the_same_weights",
      "resumes with optimiser, RNG and step: same weights and log as an uninterrupted run"),
     ("resume.pt from other params", "test_resume_checkpoint_of_another_run_is_ignored",
@@ -223,55 +224,96 @@ def test_corrupt_resume_checkpoint_is_ignored(inputs, tmp_path, caplog):
 # ------------------------------------------------------------------------------------------------
 def kill_when(proc: subprocess.Popen, path: Path, timeout: float = 300) -> None:
     """SIGKILL the process group of proc as soon as `path` exists."""
-    end = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"finished before {path} appeared:\n{proc.communicate()[1][-3000:]}"
-        assert time.monotonic() < end, f"{path} never appeared"
-        time.sleep(0.02)
+    wait_for(proc, path.exists, f"{path} appeared", timeout)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
-def test_sigkilled_stage_cli_leaves_no_output_and_resumes(inputs, tmp_path):
+def wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
+    end = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"finished before {what}:\n{proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < end, f"{what} never happened"
+        time.sleep(0.02)
+
+
+def stage_workdir(tmp: Path, inputs) -> Path:
+    """A work dir with a params file, the synthetic dataset and labels at their default paths, and
+    (untrained) policies for evaluate."""
     p = raw_params(
         {
             "envs": ["cheetah-run"],
             "runtime.compile": False,
             "runtime.threads": 1,
             "runtime.checkpoint_every": 50,
-            "train_cfgrl.steps": 4000,
-            "train_cfgrl.hidden": [16],
-            "train_cfgrl.batch_size": 16,
+            "dataset.collect.transitions": 100000,
+            **{f"{s}.steps": 4000 for s in ("label", "train_cfgrl")},
+            **{f"{s}.hidden": [16] for s in ("label", "train_cfgrl", "train_awr")},
+            **{f"{s}.batch_size": 16 for s in ("label", "train_cfgrl")},
+            "evaluate.episodes": 4,
         }
     )
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(p))
-    data = tmp_path / "data"
+    (tmp / "p.yaml").write_text(yaml.safe_dump(p))
+    data = tmp / "data"
     (data / "dataset" / "cheetah-run").mkdir(parents=True)
-    os.symlink(inputs[0], data / "dataset" / "cheetah-run" / "minari")
     (data / "label" / "cheetah-run" / "seed0").mkdir(parents=True)
-    os.symlink(inputs[1], data / "label" / "cheetah-run" / "seed0" / "labels.npz")
-    out = data / "train_cfgrl" / "cheetah-run" / "seed0"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline_steps.train_cfgrl",
-        "--env",
-        "cheetah-run",
-        "--seed",
-        "0",
-        "--params",
-        "p.yaml",
-    ]
+    shutil.copytree(inputs[0], data / "dataset" / "cheetah-run" / "minari")
+    shutil.copy(inputs[1], data / "label" / "cheetah-run" / "seed0" / "labels.npz")
+    params = parse_params(p)
+    for kind, agent, d in [
+        ("cfgrl", CFGRL(17, 6, params.train_cfgrl), "train_cfgrl"),
+        ("awr", AWR(17, 6, params.train_awr), "train_awr"),
+        ("awf", AWF(17, 6, params.train_cfgrl, params.train_awf), "train_awf"),
+    ]:
+        cfg = (
+            {"net": params.train_cfgrl.model_dump(), "awf": params.train_awf.model_dump()}
+            if kind == "awf"
+            else agent.cfg
+        )
+        name = "policy.pt" if kind == "cfgrl" else "policies.pt"
+        save_agent(data / d / "cheetah-run" / "seed0" / name, kind, agent, cfg, "cheetah-run", 0, 6)
+    return tmp
+
+
+# stage -> (its output dir, the file the next stage reads, the moment to kill)
+KILLS = {
+    "dataset": ("dataset/cheetah-run", "minari", "stale stats.json removed"),
+    "label": ("label/cheetah-run/seed0", "labels.npz", "resume.pt written"),
+    "train_cfgrl": ("train_cfgrl/cheetah-run/seed0", "policy.pt", "resume.pt written"),
+    "evaluate": ("evaluate/cheetah-run/seed0", "episodes.csv", "stale episodes.csv removed"),
+}
+
+
+@pytest.mark.parametrize("stage", list(KILLS))
+def test_sigkilled_stage_cli_leaves_no_output_a_later_stage_accepts(stage, inputs, tmp_path):
+    """SIGKILL mid-way: the file the next stage reads is absent (also an older one from a previous run);
+    the training stages leave resume.pt and the rerun resumes from its step."""
+    work = stage_workdir(tmp_path, inputs)
+    rel, consumed, moment = KILLS[stage]
+    out = work / "data" / rel
+    marker = out / ("stats.json" if stage == "dataset" else "episodes.csv")
+    if moment.startswith("stale"):  # an output of a previous run, which the stage must not leave behind
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("stale")
+        ready = lambda: not marker.exists()
+    else:
+        ready = lambda: (out / RESUME_FILE).exists()
+    cmd = [sys.executable, "-m", f"pipeline_steps.{stage}", "--env", "cheetah-run", "--params", "p.yaml"]
+    cmd += [] if stage == "dataset" else ["--seed", "0"]
     proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=tool_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd, cwd=work, env=tool_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    kill_when(proc, out / RESUME_FILE)
+    wait_for(proc, ready, moment)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert {f.name for f in out.iterdir() if not f.name.startswith(".")} == {RESUME_FILE}
-    step = torch.load(out / RESUME_FILE, weights_only=False)["step"]
-    done = run_tool(cmd, tmp_path)
-    assert f"resuming at step {step}" in done.stderr
-    assert {f.name for f in out.iterdir()} == {"policy.pt", "train_log.csv", "metrics.json"}
+    assert not (out / consumed).exists() and not marker.exists()
+    if stage in ("label", "train_cfgrl"):
+        assert {f.name for f in out.iterdir() if not f.name.startswith(".")} == {RESUME_FILE}
+        step = torch.load(out / RESUME_FILE, weights_only=False)["step"]
+        done = run_tool(cmd, work)
+        assert f"resuming at step {step}" in done.stderr
+        assert (out / consumed).exists() and not (out / RESUME_FILE).exists()
 
 
 KILL_PROFILE = {"train_cfgrl.steps": 3000, "runtime.checkpoint_every": 100}
