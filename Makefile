@@ -29,8 +29,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles
 
-# docs/results: the default profile on 3 seeds for both envs (Snakemake, two jobs at a time) and the
-# label ablations on seed 0; about 2 hours on 2 cores. Overwrites data/ with the results profile's
+# docs/results: the default profile on 3 seeds for both envs (Snakemake; 2 torch threads per job, so
+# one job at a time here) and the label ablations on seed 0; about 2 hours on 2 cores. Overwrites data/ with the results profile's
 # outputs (`dvc repro` afterwards restores the default profile's).
 RESULTS := docs/results
 results: $(STAMP)

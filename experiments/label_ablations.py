@@ -3,8 +3,9 @@
 Each ablation changes params keys (the same keys `dvc exp run -S` would set), reruns only the stages
 those keys reach for CFGRL (label for the threshold and the critic; train_cfgrl for the label
 scheme) into data/ablations/<name>/<env>/, and evaluates CFGRL at every w of params with the
-evaluate stage's code (AWR / AWF are evaluated from the main run's checkpoints and dropped). With the
-same params a `dvc exp run -S ...` gives the same CFGRL numbers (every stage is deterministic on CPU).
+evaluate stage's code (baselines=False: AWR and AWF do not read these keys, except the online critic's
+advantages, which this study does not retrain them on). With the same params a `dvc exp run -S ...`
+gives the same CFGRL numbers (every stage is deterministic on CPU for a fixed thread count).
 Needs the main run's outputs (dataset, labels, checkpoints) under data/. Writes
 docs/results/ablations.csv and prints a Markdown table.
 
@@ -78,6 +79,7 @@ def main(
                 paths.awr_dir(env, seed) / "policies.pt",
                 paths.awf_dir(env, seed) / "policies.pt",
                 d / "evaluate",
+                baselines=False,
             )
             rows += [
                 {"ablation": name, "env": env, "positive_frac": positive, **r}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import io
 import logging
+import os
 import re
 import shutil
 import time
@@ -254,9 +255,14 @@ def build_episodes(params: Params, env_name: str) -> list[Episode]:
 def run(params: Params, env_name: str, out_dir: Path) -> dict:
     """Build the dataset of `env_name` into `out_dir/minari` and return (and write) its statistics."""
     out_dir = Path(out_dir)
-    # remove the previous outputs first (as DVC does): a run that dies leaves no older dataset behind
+    # remove the previous outputs first (as DVC does): a run that dies leaves no older dataset behind;
+    # the dataset is renamed away in one step, so a kill mid-delete leaves no half dataset at `minari`
     (out_dir / "stats.json").unlink(missing_ok=True)
-    shutil.rmtree(out_dir / "minari", ignore_errors=True)
+    if (out_dir / "minari").exists():
+        old = out_dir / "minari.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out_dir / "minari", old)
+        shutil.rmtree(old)
     start = time.perf_counter()
     episodes = build_episodes(params, env_name)
     seconds = time.perf_counter() - start
@@ -265,8 +271,9 @@ def run(params: Params, env_name: str, out_dir: Path) -> dict:
     stats["steps_per_second"] = stats["transitions"] / seconds
     source = params.dataset.source
     detail = params.dataset.collect.behaviour if source == "collect" else ""
-    write_minari(episodes, env_name, source, out_dir / "minari", description=f"{env_name} {source} {detail}")
     write_json_atomic(stats, out_dir / "stats.json")
+    # last: the dataset is what the next stages read (written to a temp dir and renamed)
+    write_minari(episodes, env_name, source, out_dir / "minari", description=f"{env_name} {source} {detail}")
     log.info("%s: %s", env_name, stats)
     return stats
 

@@ -221,6 +221,19 @@ STAGE_SECTIONS = {
 }
 
 
+# the file each stage writes last: its presence means the stage finished
+LAST_OUTPUT = {
+    "dataset": "minari",
+    "label": "labels.npz",
+    "train_cfgrl": "policy.pt",
+    "train_awr": "policies.pt",
+    "train_awf": "policies.pt",
+    "evaluate": "episodes.csv",
+    "plot": "results.csv",
+    "aggregate": "summary.md",
+}
+
+
 def backfill(params_path: Path = Path("params.yaml")) -> int:
     """Re-record every stage output under data/ as an MLflow run tagged backfilled=true: the way to
     rebuild the tracking record after an outage (the stage ran untracked) or a lost / corrupt DB.
@@ -231,6 +244,7 @@ def backfill(params_path: Path = Path("params.yaml")) -> int:
 
     p = load_params(params_path)
     dumps = {name: v.model_dump() if hasattr(v, "model_dump") else v for name, v in p}
+    # (stage, env, seed, output dir); a dir counts only if it holds the file its stage writes last
     jobs = []
     for env in p.envs:
         jobs.append(("dataset", env, None, paths.dataset_dir(env)))
@@ -247,7 +261,7 @@ def backfill(params_path: Path = Path("params.yaml")) -> int:
     jobs.append(("aggregate", None, None, paths.DATA / "aggregate"))
     n = 0
     for stage, env, seed, out_dir in jobs:
-        if not Path(out_dir).is_dir():
+        if not (Path(out_dir) / LAST_OUTPUT[stage]).exists():  # missing, or a stage that did not finish
             continue
         params = {k: dumps[k] for k in STAGE_SECTIONS[stage]}
         with stage_run(stage, params, env=env, seed=seed, tags={"backfilled": "true"}) as run:

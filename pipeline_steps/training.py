@@ -3,10 +3,12 @@ sampling, the logged training loop, atomic checkpoints. No algorithm logic lives
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,47 +57,69 @@ class Sampler:
 
 class Resume:
     """A training run's resume checkpoint (`<out_dir>/resume.pt`), written atomically every `every`
-    steps and deleted once training finishes. It holds the step, the log rows so far, the agent's
-    state (weights, target nets, observation statistics), the optimiser's state and both RNG states
-    (the minibatch / noise generator and torch's global one), so a killed run resumes where it
-    stopped and ends with the same weights as an uninterrupted one. It also holds a fingerprint of
-    the run (`identity`: stage, env, seed, config) and of the training data: a checkpoint left by a
-    different run is ignored with a warning, never resumed."""
+    steps and deleted once the stage's outputs are written. It holds the step, the log rows so far,
+    the agent's state (weights, target nets, observation statistics), the optimiser's state and both
+    RNG states (the minibatch / noise generator and torch's global one), so a killed run resumes where
+    it stopped and ends with the same weights as an uninterrupted one. It also holds a fingerprint of
+    the run: `identity` (stage, env, seed, config, threads), the torch version, the source of every
+    pipeline_steps module loaded, and the training data. A checkpoint of a different run (other params,
+    code or data) is ignored with a warning, never resumed."""
 
     def __init__(self, path: Path, every: int, identity: dict):
         self.path, self.every, self.identity = Path(path), every, identity
         self.fingerprint = ""
 
     def bind(self, data: dict[str, torch.Tensor]) -> None:
-        """Fingerprint the run: identity plus the bytes of every training tensor."""
+        """Fingerprint the run: identity, torch version, the pipeline code, the training tensors."""
         h = hashlib.sha256(json.dumps(self.identity, sort_keys=True, default=str).encode())
+        h.update(torch.__version__.encode())
+        for name in sorted(m for m in sys.modules if m.split(".")[0] == "pipeline_steps"):
+            source = getattr(sys.modules[name], "__file__", None)
+            if source:
+                h.update(name.encode() + Path(source).read_bytes())
         for k in sorted(data):
             h.update(k.encode())
             h.update(data[k].contiguous().numpy().tobytes())
         self.fingerprint = h.hexdigest()
 
     def restore(self, agent, gen: torch.Generator) -> tuple[int, list[dict]]:
-        """Load the checkpoint into agent and gen if it belongs to this run: (step done, log rows)."""
+        """Load the checkpoint into agent and gen if it belongs to this run: (step done, log rows).
+        All or nothing: if any part fails to load, agent, optimiser and RNGs are put back as they were."""
         if not self.every or not self.path.exists():
             return 0, []
+        before = (
+            copy.deepcopy(agent.state_dict()),
+            copy.deepcopy(agent.optimizer.state_dict()),
+            gen.get_state(),
+            torch.get_rng_state(),
+        )
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=False)
             if state["fingerprint"] != self.fingerprint:
-                log.warning("%s: from a different run (config or data changed); starting over", self.path)
+                log.warning(
+                    "%s: from a different run (params, code or data changed); starting over", self.path
+                )
                 return 0, []
             agent.load_state_dict(state["agent"])
             agent.optimizer.load_state_dict(state["optimizer"])
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            step, rows = int(state["step"]), list(state["rows"])
         except Exception as err:  # noqa: BLE001 - an unreadable checkpoint costs the progress, not the run
+            agent.load_state_dict(before[0])
+            agent.optimizer.load_state_dict(before[1])
+            gen.set_state(before[2])
+            torch.set_rng_state(before[3])
             log.warning(
                 "%s: unreadable resume checkpoint (%s: %s); starting over", self.path, type(err).__name__, err
             )
             return 0, []
-        log.info("%s: resuming at step %d", self.path, state["step"])
-        return state["step"], state["rows"]
+        log.info("%s: resuming at step %d", self.path, step)
+        return step, rows
 
     def save(self, step: int, rows: list[dict], agent, gen: torch.Generator) -> None:
+        """Checkpoint the run (never a non-finite one: training stops instead)."""
+        check_finite_parameters(agent, f"resume checkpoint at step {step}")
         state = {
             "fingerprint": self.fingerprint,
             "step": step,
@@ -178,12 +202,13 @@ def fit(agent, data: dict[str, torch.Tensor], cfg, gen: torch.Generator, desc: s
 
 def stage_resume(params, out_dir: Path, stage: str, env: str, seed: int, sections: tuple[str, ...]) -> Resume:
     """The Resume of a training stage: <out_dir>/resume.pt every runtime.checkpoint_every steps, identified
-    by stage, env, seed, the compile flag and every params section the stage reads."""
+    by stage, env, seed, the compile flag, the thread count and every params section the stage reads."""
     identity = {
         "stage": stage,
         "env": env,
         "seed": seed,
         "compile": params.runtime.compile,
+        "threads": params.runtime.threads,
         **{s: getattr(params, s).model_dump() for s in sections},
     }
     return Resume(Path(out_dir) / RESUME_FILE, params.runtime.checkpoint_every, identity)

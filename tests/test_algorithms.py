@@ -764,6 +764,7 @@ def _tiny_stage_params(**over):
             "train_awf.steps": 6,
             "train_awf.log_every": 2,
             "train_awf.batch_size": 16,
+            "runtime.checkpoint_every": 2,  # resume checkpoints too must never hold NaN
             **over,
         }
     )
@@ -802,7 +803,11 @@ def test_stage_writes_nothing_on_nan_loss(monkeypatch, tmp_path, synthetic_stage
         run = lambda: train_awf.run(p, "cheetah-run", 0, root, labels, out)
     with pytest.raises(NonFiniteLossError, match="step 4"):
         run()
-    assert not out.exists() or not any(out.iterdir())
+    # no output; only the resume checkpoint of step 2, before the NaN, which is finite
+    assert [f.name for f in out.iterdir()] == ["resume.pt"]
+    state = torch.load(out / "resume.pt", weights_only=False)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["agent"].values() if v.is_floating_point())
 
 
 def test_stage_writes_nothing_on_nan_parameters(monkeypatch, tmp_path, synthetic_stage_inputs):
@@ -818,8 +823,13 @@ def test_stage_writes_nothing_on_nan_parameters(monkeypatch, tmp_path, synthetic
 
     monkeypatch.setattr(CFGRL, "update", corrupting)
     out = tmp_path / "out"
-    with pytest.raises(NonFiniteLossError, match="velocity"):
+    with pytest.raises(NonFiniteLossError, match="resume checkpoint at step 2.*velocity"):
         train_cfgrl.run(_tiny_stage_params(), "cheetah-run", 0, root, labels, out)
+    assert not out.exists() or not any(out.iterdir())  # not even a resume checkpoint of NaNs
+    with pytest.raises(NonFiniteLossError, match="velocity"):  # without checkpoints: caught before saving
+        train_cfgrl.run(
+            _tiny_stage_params(**{"runtime.checkpoint_every": 0}), "cheetah-run", 0, root, labels, out
+        )
     assert not out.exists() or not any(out.iterdir())
 
 

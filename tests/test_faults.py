@@ -295,7 +295,8 @@ def test_sigkilled_stage_cli_leaves_no_output_a_later_stage_accepts(stage, input
     if moment.startswith("stale"):  # an output of a previous run, which the stage must not leave behind
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("stale")
-        ready = lambda: not marker.exists()
+        # (the dataset's older `minari` is the copy stage_workdir put there: renamed away in one step)
+        ready = lambda: not marker.exists() and not (out / consumed).exists()
     else:
         ready = lambda: (out / RESUME_FILE).exists()
     cmd = [sys.executable, "-m", f"pipeline_steps.{stage}", "--env", "cheetah-run", "--params", "p.yaml"]

@@ -16,10 +16,11 @@ import torch
 import yaml
 from conftest import copy_repo, run_tool
 
+from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.config import load_params
-from pipeline_steps.evaluate import awr_act_fn, cfgrl_act_fn, eval_reset_seed
+from pipeline_steps.evaluate import awf_act_fn, awr_act_fn, cfgrl_act_fn, eval_reset_seed
 from pipeline_steps.rollouts import run_lockstep, run_sequential
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,15 @@ def test_batched_sweep_equals_sequential_loop(env_name):
     seeds_a = [eval_reset_seed(0, e) for e in range(n_ep)] * len(p.train_awr.inv_betas)
     b = run_lockstep(env_name, seeds_a, awr_act_fn(awr, k_of_env), max_steps=40)
     s = run_sequential(env_name, seeds_a, awr_act_fn(awr, k_of_env), max_steps=40)
+    np.testing.assert_allclose(b[0], s[0], rtol=RTOL, atol=1e-6)
+    assert len({round(r, 3) for r in b[0]}) >= 3, b[0]
+
+    awf = AWF(obs_dim, act_dim, p.train_cfgrl, p.train_awf).eval()
+    k_f = np.repeat(np.arange(len(p.train_awf.inv_betas)), n_ep)
+    seeds_f = [eval_reset_seed(0, e) for e in range(n_ep)] * len(p.train_awf.inv_betas)
+    noise = list(range(len(seeds_f)))
+    b = run_lockstep(env_name, seeds_f, awf_act_fn(awf, k_f, noise), max_steps=40)
+    s = run_sequential(env_name, seeds_f, awf_act_fn(awf, k_f, noise), max_steps=40)
     np.testing.assert_allclose(b[0], s[0], rtol=RTOL, atol=1e-6)
     assert len({round(r, 3) for r in b[0]}) >= 3, b[0]
 

@@ -108,10 +108,16 @@ def test_backfill_rebuilds_the_record_after_a_lost_db(stage_dir, tmp_path):
     from conftest import raw_params
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params({"envs": ["walker-run"], "seeds": [3]})))
-    (tmp_path / "data" / "train_cfgrl" / "walker-run" / "seed3").mkdir(parents=True)  # empty: no metrics
+    (stage_dir / "labels.npz").write_bytes(b"npz")  # the label stage finished (its last file exists)
+    cfgrl = tmp_path / "data" / "train_cfgrl" / "walker-run" / "seed3"
+    cfgrl.mkdir(parents=True)
+    (cfgrl / "resume.pt").write_bytes(b"x")  # a killed run: skipped
+    awr = tmp_path / "data" / "train_awr" / "walker-run" / "seed3"
+    awr.mkdir(parents=True)
+    (awr / "policies.pt").write_bytes(b"x")
     assert tracking.backfill(tmp_path / "params.yaml") == 2
     runs = _runs(tracking.tracking_uri())
-    assert sorted(runs["tags.stage"]) == ["label", "train_cfgrl"]
+    assert sorted(runs["tags.stage"]) == ["label", "train_awr"]
     assert (runs["tags.backfilled"] == "true").all() and (runs["tags.seed"] == "3").all()
     lab = runs[runs["tags.stage"] == "label"].iloc[0]
     assert lab["metrics.positive_frac"] == 0.25 and lab["params.label.expectile"] == "0.9"

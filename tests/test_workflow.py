@@ -277,6 +277,9 @@ def test_aggregate_summary_picks_bc_w1_and_best_settings():
     assert (row["awr_best_setting"], row["awr_best_mean"]) == (30.0, 45.0)
     assert (row["awf_best_setting"], row["awf_best_mean"]) == (3.0, 55.0)
     md = markdown(pd.DataFrame([row]))
-    row_md = "| walker-run | 3 | 24.0 | 20.0 ± 1.0 | 50.0 ± 2.0 | 60.0 ± 3.0 (w=3) | 45.0 ± 6.0 (1/beta=30) |"
+    row_md = (
+        "| walker-run | 3 | 24.0 | 20.0 ± 1.0 | 50.0 ± 2.0 | 60.0 ± 3.0 (w=3) | 45.0 ± 6.0 (1/beta=30) "
+        "| 55.0 ± 7.0 (1/beta=3) |"
+    )
     assert row_md in md
     assert "over seeds" in md

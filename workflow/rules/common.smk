@@ -31,8 +31,9 @@ if not same:
 # commands are exactly dvc.yaml's)
 PARAMS_ARG = "" if PARAMS_FILE == "params.yaml" else f" --params {PARAMS_FILE}"
 ENVS, SEEDS = P.envs, P.seeds
-# torch threads per job: runtime.threads when params fix it (the stage CLIs then use exactly that many,
-# so Snakemake and dvc give bit-identical results), else one per job (set-threads in a profile raises it)
+# torch threads per job: runtime.threads when params fix it (the training and evaluation stages then use
+# exactly that many under either driver, so they give bit-identical results), else one per job
+# (set-threads in a profile raises it)
 THREADS = P.runtime.threads or 1
 
 
