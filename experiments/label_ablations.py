@@ -30,7 +30,6 @@ from pipeline_steps.training import write_csv_atomic
 ABLATIONS: dict[str, dict] = {
     "ternary_dropout": {"train_cfgrl.label_scheme": "ternary_dropout"},
     "quantile_0.5": {"label.threshold_type": "quantile", "label.threshold": 0.5},
-    "quantile_0.9": {"label.threshold_type": "quantile", "label.threshold": 0.9},
     "online_critic": {"label.advantage_critic": "online"},
 }
 
