@@ -5,7 +5,7 @@ are several seeds, over episodes with one) and writes to data/aggregate/:
   results.csv      all envs' rows (env, method, setting, seeds, return_mean, return_ci95, ci_over)
   summary.csv      one row per env: dataset mean, flow BC (w = 0), CFGRL at w = 1 and at its best w,
                    the best 1/beta of AWR and of advantage-weighted flow (mean and 95% CI each)
-  summary.md       the same table in Markdown (for the README)
+  summary.md       the same table in Markdown, then every setting's mean and CI (for the README)
   return_vs_w.png  one panel per env: CFGRL return vs w, AWR and AWF vs 1/beta, dataset and BC lines
 "best" picks the setting with the highest mean on the evaluation episodes themselves, which favours
 the method with more settings (a max over noisy estimates): read it beside the fixed w = 1 column.
@@ -97,6 +97,22 @@ def markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_markdown(res: pd.DataFrame) -> str:
+    """Every setting: CFGRL's return per w (one row per env), then AWR's and AWF's per 1/beta."""
+    out = []
+    for methods, label in ((["cfgrl"], "w"), (["awr", "awf"], "1/beta")):
+        r = res[res.method.isin(methods)]
+        settings = sorted(r.setting.unique())
+        out.append("| env | method | " + " | ".join(f"{label}={s:g}" for s in settings) + " |")
+        out.append("|" + "---|" * (2 + len(settings)))
+        for (env, method), g in r.groupby(["env", "method"], sort=False):
+            by = g.set_index("setting")
+            cells = [fmt(by.return_mean[s], by.return_ci95[s]) if s in by.index else "-" for s in settings]
+            out.append(f"| {env} | {METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def run(params: Params, plots_root: Path, out_dir: Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
     clear_outputs(out_dir, ("results.csv", "summary.csv", "summary.md", "return_vs_w.png"))
@@ -112,7 +128,7 @@ def run(params: Params, plots_root: Path, out_dir: Path) -> pd.DataFrame:
     write_csv_atomic(res, out_dir / "results.csv")
     write_csv_atomic(summary, out_dir / "summary.csv")
     with atomic_output(out_dir / "summary.md") as f:
-        f.write(markdown(summary).encode())
+        f.write((markdown(summary) + "\n" + sweep_markdown(res)).encode())
     log.info("aggregate:\n%s", markdown(summary))
     return summary
 

@@ -234,7 +234,9 @@ def test_local_profile_runs_tiny2_and_aggregates_over_seeds(tiny2_run):
     assert row.return_mean == pytest.approx(per_seed.mean())
     summary = pd.read_csv(repo / "data/aggregate/summary.csv")
     assert summary.env.tolist() == ["cheetah-run"] and summary.seeds.tolist() == [2]
-    assert "| cheetah-run | 2 |" in (repo / "data/aggregate/summary.md").read_text()
+    md = (repo / "data/aggregate/summary.md").read_text()
+    assert "| cheetah-run | 2 |" in md
+    assert "| env | method | w=0 | w=1 | w=3 |" in md and "| cheetah-run | AWR | " in md  # every setting
     assert (repo / "data/aggregate/return_vs_w.png").read_bytes()[:4] == b"\x89PNG"
     assert (repo / "logs/label/cheetah-run/seed1.log").exists()
 
