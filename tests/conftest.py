@@ -28,6 +28,18 @@ OBS_ORDER = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri():
+    """mlflow.set_tracking_uri also sets os.environ['MLFLOW_TRACKING_URI']: undo it after every test, or
+    later subprocesses (stage CLIs, snakemake jobs) would track into an earlier test's DB."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def pytest_configure(config):
     # Minari nags about author / permalink metadata on every dataset it writes.
     config.addinivalue_line("filterwarnings", r"ignore:`(code_permalink|author|author_email)` is set to None")
@@ -283,7 +295,8 @@ def tool_env(**extra: str) -> dict[str, str]:
 
     bin_dir = str(Path(sys.executable).parent)
     base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CFGRL_TRACKING": "0", "TQDM_DISABLE": "1"}
-    return {**os.environ, **base, **extra}
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # each copy its own DB
+    return {**inherited, **base, **extra}
 
 
 def run_tool(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, **env: str):

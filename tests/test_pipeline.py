@@ -123,12 +123,12 @@ def test_second_repro_does_nothing(tiny_repo):
     assert _ran_stages(out) == [], out
 
 
-def test_editing_w_list_reruns_only_evaluate_and_plot(tiny_repo):
+def test_editing_w_list_reruns_only_evaluate_plot_and_aggregate(tiny_repo):
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     params["evaluate"]["guidance_ws"] = [0.0, 2.0]
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run(["dvc", "repro"], tiny_repo).stdout
-    assert sorted(_ran_stages(out)) == ["evaluate@cheetah-run-0", "plot@cheetah-run"], out
+    assert sorted(_ran_stages(out)) == ["aggregate", "evaluate@cheetah-run-0", "plot@cheetah-run"], out
     summary = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/summary.csv")
     assert sorted(summary.setting[summary.method == "cfgrl"]) == [0.0, 2.0]
 
