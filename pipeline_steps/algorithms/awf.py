@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline_steps.algorithms.awr import awr_weights, weight_concentration
+from pipeline_steps.algorithms.awr import awr_weights, per_beta_info
 from pipeline_steps.algorithms.cfgrl import flow_error, sample_t, time_embedding
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, ensemble_mlp
 from pipeline_steps.config import AwfParams, CfgrlParams
@@ -52,14 +52,7 @@ class AWF(nn.Module):
         weights = awr_weights(adv, self.inv_betas, self.cfg.max_weight)  # [K, B]
         err = flow_error(self.velocity(obs, x_t, t), x_0, x_1)  # [K, B]
         per_policy = (weights * err).mean(-1)  # [K]
-        conc = weight_concentration(weights)
-        info = {"actor/loss": per_policy.mean()}
-        for i, inv_beta in enumerate(self.cfg.inv_betas):
-            tag = f"inv_beta={inv_beta:g}"
-            info[f"actor/{tag}/loss"] = per_policy[i]
-            info[f"actor/{tag}/ess_frac"] = conc["ess_frac"][i]
-            info[f"actor/{tag}/top1pct_share"] = conc["top1pct_share"][i]
-        return per_policy.sum(), info
+        return per_policy.sum(), per_beta_info(self.cfg.inv_betas, per_policy, weights)
 
     def update(self, batch: dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
         B = len(batch["actions"])

@@ -57,6 +57,19 @@ def weight_concentration(weights: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"ess_frac": ess_frac, "top1pct_share": top / total}
 
 
+def per_beta_info(inv_betas: list[float], per_policy: torch.Tensor, weights: torch.Tensor) -> dict:
+    """Logged per 1/beta: the policy's loss and how concentrated its weights are.
+    per_policy [K], weights [K, B]; shared by AWR and advantage-weighted flow."""
+    conc = weight_concentration(weights)
+    info = {"actor/loss": per_policy.mean()}
+    for i, inv_beta in enumerate(inv_betas):
+        tag = f"inv_beta={inv_beta:g}"
+        info[f"actor/{tag}/loss"] = per_policy[i]
+        info[f"actor/{tag}/ess_frac"] = conc["ess_frac"][i]
+        info[f"actor/{tag}/top1pct_share"] = conc["top1pct_share"][i]
+    return info
+
+
 class AWR(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, cfg: AwrParams, compile: bool = False):
         super().__init__()
@@ -74,14 +87,11 @@ class AWR(nn.Module):
         mean, log_std = self.policies(obs)  # [K, B, A], [K, 1, A]
         log_prob = gaussian_log_prob(a[None], mean, log_std)  # [K, B]
         per_policy = -(weights * log_prob).mean(-1)  # [K]
-        conc = weight_concentration(weights)
-        info = {"actor/loss": per_policy.mean()}
+        info = per_beta_info(self.cfg.inv_betas, per_policy, weights)
         for i, inv_beta in enumerate(self.cfg.inv_betas):
-            tag = f"inv_beta={inv_beta:g}"
-            info[f"actor/{tag}/loss"] = per_policy[i]
-            info[f"actor/{tag}/ess_frac"] = conc["ess_frac"][i]
-            info[f"actor/{tag}/top1pct_share"] = conc["top1pct_share"][i]
-            info[f"actor/{tag}/clipped_frac"] = (weights[i] >= self.cfg.max_weight).float().mean()
+            info[f"actor/inv_beta={inv_beta:g}/clipped_frac"] = (
+                (weights[i] >= self.cfg.max_weight).float().mean()
+            )
         return per_policy.sum(), info
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
