@@ -16,6 +16,7 @@ dataset can relabel rewards for another task of the same domain.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -23,6 +24,17 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # nothing renders; keep dm_control fr
 
 import gymnasium as gym
 import numpy as np
+
+
+class _DropSetTotalMassWarning(logging.Filter):
+    """dm_control's cheetah.xml uses `settotalmass`, which MuJoCo 3 reports as deprecated (the mass is
+    still set) through absl on every model build: 140 identical lines per cheetah evaluation."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "settotalmass" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_DropSetTotalMassWarning())
 
 ID_PREFIX = "cfgrl/"
 ID_SUFFIX = "-v0"

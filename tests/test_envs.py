@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -203,3 +205,16 @@ def test_episode_seed_is_deterministic_distinct_and_in_range():
     env = make_env("cheetah-run")
     env.reset(seed=max(seeds))
     env.close()
+
+
+def test_cheetah_settotalmass_deprecation_is_not_logged_per_env(capfd, caplog):
+    """MuJoCo 3 warns about cheetah.xml's `settotalmass` on every model build (evaluation builds 140):
+    the absl filter drops exactly that message and lets other absl warnings through."""
+    from absl import logging as absl_logging
+
+    caplog.set_level(logging.WARNING)
+    make_env("cheetah-run").close()
+    absl_logging.warning("another absl warning")
+    text = caplog.text + capfd.readouterr().err
+    assert "settotalmass" not in text
+    assert "another absl warning" in text
