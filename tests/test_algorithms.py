@@ -88,25 +88,25 @@ def velocity_of(agent: CFGRL, obs, x, t, label_idx: int) -> torch.Tensor:
 def test_guided_velocity_limits_and_extrapolation():
     agent = make_cfgrl()
     g = torch.Generator().manual_seed(1)
-    B = 16
-    obs, x, t = (
-        torch.randn(B, OBS_DIM, generator=g),
-        torch.randn(B, ACT_DIM, generator=g),
-        torch.rand(B, generator=g),
-    )
-    v_uncond = velocity_of(agent, obs, x, t, NULL)
-    v_opt = velocity_of(agent, obs, x, t, POSITIVE)
+    B, t = 16, 0.375
+    obs, x = torch.randn(B, OBS_DIM, generator=g), torch.randn(B, ACT_DIM, generator=g)
+    v_uncond = velocity_of(agent, obs, x, torch.full((B,), t), NULL)
+    v_opt = velocity_of(agent, obs, x, torch.full((B,), t), POSITIVE)
     assert (v_opt - v_uncond).abs().max() > 1e-2  # the two conditions differ, so the checks below bite
 
-    torch.testing.assert_close(agent.guided_velocity(obs, x, t, 0.0), v_uncond, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(agent.guided_velocity(obs, x, t, 1.0), v_opt, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(
-        agent.guided_velocity(obs, x, t, 2.0), 2 * v_opt - v_uncond, atol=1e-5, rtol=1e-5
-    )
+    obs2, label = agent.branch_inputs(obs)
+    assert obs2.shape == (2 * B, OBS_DIM) and (label[:B] == NULL).all() and (label[B:] == POSITIVE).all()
+
+    def guided(w):
+        return agent.guided_velocity(obs2, label, x, t, w)
+
+    torch.testing.assert_close(guided(0.0), v_uncond, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(guided(1.0), v_opt, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(guided(2.0), 2 * v_opt - v_uncond, atol=1e-5, rtol=1e-5)
 
     # per-sample w: row i is guided with its own w_i
     w = torch.linspace(0.0, 5.0, B)
-    got = agent.guided_velocity(obs, x, t, w[:, None])
+    got = guided(w[:, None])
     for i in range(B):
         expect = v_uncond[i] + w[i] * (v_opt[i] - v_uncond[i])
         torch.testing.assert_close(got[i], expect, atol=1e-5, rtol=1e-5)

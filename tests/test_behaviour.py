@@ -128,9 +128,9 @@ def test_backwards_guidance_would_be_caught(bandit_agents, monkeypatch):
     agent = bandit_agents["binary_noisy"]
     real = CFGRL.guided_velocity
 
-    def backwards(self, obs, x, t, w):
-        v_uncond = real(self, obs, x, t, 0.0)
-        v_opt = real(self, obs, x, t, 1.0)
+    def backwards(self, obs2, label, x, t, w):
+        v_uncond = real(self, obs2, label, x, t, 0.0)
+        v_opt = real(self, obs2, label, x, t, 1.0)
         return v_uncond + w * (v_uncond - v_opt)
 
     monkeypatch.setattr(CFGRL, "guided_velocity", backwards)

@@ -121,12 +121,19 @@ class CFGRL(nn.Module):
         return self.gradient_step(batch, x_0, t, drop)
 
     # ---- sampling -----------------------------------------------------------------------------
-    @torch.no_grad()
-    def guided_velocity(self, obs, x, t, w) -> torch.Tensor:
-        """vel = vel_uncond + w (vel_opt - vel_uncond), both branches in one forward pass: [B, A]."""
+    @staticmethod
+    def branch_inputs(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both guidance branches stacked along the batch: obs [B, O] -> obs2 [2B, O], label [2B]
+        (rows :B unconditional (null), rows B: optimality-conditioned). Built once per sampled action."""
         B = len(obs)
-        label = torch.cat([torch.full((B,), NULL), torch.full((B,), POSITIVE)])
-        vel_uncond, vel_opt = self.velocity(obs.repeat(2, 1), x.repeat(2, 1), t.repeat(2), label).chunk(2)
+        return obs.repeat(2, 1), torch.cat([torch.full((B,), NULL), torch.full((B,), POSITIVE)])
+
+    @torch.no_grad()
+    def guided_velocity(self, obs2, label, x, t: float, w) -> torch.Tensor:
+        """vel = vel_uncond + w (vel_opt - vel_uncond), both branches in one forward pass: [B, A].
+        obs2, label: `branch_inputs(obs)`; x [B, A]; t the flow time; w scalar or [B, 1]."""
+        t2 = torch.full((len(obs2),), t)  # [2B]
+        vel_uncond, vel_opt = self.velocity(obs2, x.repeat(2, 1), t2, label).chunk(2)  # [B, A] each
         return vel_uncond + w * (vel_opt - vel_uncond)
 
     @torch.no_grad()
@@ -136,7 +143,7 @@ class CFGRL(nn.Module):
         B, n = len(obs), self.cfg.flow_steps
         w = torch.as_tensor(w, dtype=obs.dtype).reshape(-1, 1)  # [1, 1] or [B, 1]
         x = noise if noise is not None else torch.randn(B, self.act_dim, generator=generator)
+        obs2, label = self.branch_inputs(obs)  # [2B, O], [2B]
         for i in range(n):
-            t = torch.full((B,), i / n)
-            x = x + self.guided_velocity(obs, x, t, w) / n
+            x = x + self.guided_velocity(obs2, label, x, i / n, w) / n
         return x.clamp(-1.0, 1.0)
