@@ -13,10 +13,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: repro test lint install clean-venv results
 
-# --no-compile: Python byte-compiles only the modules it imports, on first import (~1 min less install)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
