@@ -107,6 +107,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all four measurements")
     ap.add_argument("--seq-episodes", type=int, default=9, help="episodes of the sequential loop")
     args = ap.parse_args()
+    for name in ("rounds", "seq_episodes"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     p = load_params(args.params)
     setup_torch(0, p.runtime)
     ckpt = args.checkpoint or paths.cfgrl_dir(args.env, p.seeds[0]) / "policy.pt"
