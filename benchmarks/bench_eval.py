@@ -68,8 +68,8 @@ def physics_floor(env_name: str, seeds: list[int], steps: int) -> float:
 @torch.no_grad()
 def network_floor(agent: CFGRL, n_envs: int, steps: int) -> float:
     B = 2 * n_envs  # both guidance branches
-    obs, x = torch.randn(B, agent.obs_norm.mean.shape[0]), torch.randn(B, agent.act_dim)
-    label = torch.cat([torch.full((n_envs,), NULL), torch.full((n_envs,), POSITIVE)])
+    obs, label = agent.branch_inputs(torch.randn(n_envs, agent.obs_norm.mean.shape[0]))  # [B, O], [B]
+    x = torch.randn(B, agent.act_dim)
     ts = [torch.full((B,), i / agent.cfg.flow_steps) for i in range(agent.cfg.flow_steps)]
     start = time.perf_counter()
     for _ in range(steps):
