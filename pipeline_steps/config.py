@@ -208,7 +208,7 @@ class EvaluateParams(_Strict):
 
 
 class RuntimeParams(_Strict):
-    threads: NonNegInt = Field(description="torch intra-op threads (0 = torch default)")
+    threads: NonNegInt = Field(description="torch threads per stage process (0 = torch default: all cores)")
     compile: bool = Field(description="torch.compile the update steps (falls back to eager on failure)")
     checkpoint_every: NonNegInt = Field(
         description="training stages save a resume checkpoint every N steps (0 = never)"

@@ -50,6 +50,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                 if (s, k) != ("train_awf", "hidden")
             },
             "runtime.checkpoint_every": "20000",
+            "runtime.threads": "0",  # all of a job's cores (Snakemake's set-threads; the SLURM profile's 8)
         },
     ),
 }
@@ -60,7 +61,7 @@ PROFILES["tiny2"] = (
 )
 PROFILES["results"] = (
     "RESULTS profile: the default profile on 3 seeds (docs/results; `make results`)",
-    {"seeds": "[0, 1, 2]", "runtime.threads": "2"},  # 2 threads, as on the 2-core machine that ran them
+    {"seeds": "[0, 1, 2]"},
 )
 
 
