@@ -1,5 +1,6 @@
 # The two set-up commands of the README:
-#   make repro  - create .venv, install, run the whole pipeline (dvc repro) on the default profile
+#   make repro  - create .venv, install, run the whole pipeline (dvc repro, the env / seed branches side by
+#                 side: pipeline_steps/repro.py) on the default profile
 #   make test   - create .venv if needed, install, run the test suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 repro: $(STAMP)
-	dvc repro
+	python -m pipeline_steps.repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -29,8 +30,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles
 
-# docs/results: the default profile on 3 seeds for both envs (Snakemake; 2 torch threads per job, so
-# one job at a time here) and the label ablations on seed 0; about 2 hours on 2 cores. Overwrites data/ with the results profile's
+# docs/results: the default profile on 3 seeds for both envs (Snakemake; 1 torch thread per job, so
+# two jobs at a time here) and the label ablations on seed 0 (two at a time). Overwrites data/ with the results profile's
 # outputs (`dvc repro` afterwards restores the default profile's).
 RESULTS := docs/results
 results: $(STAMP)

@@ -5,13 +5,17 @@ adopts with `dvc commit` so that `dvc repro` has nothing left to do."""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import stat
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO, copy_repo, run_tool
 
 SNAKE = ["snakemake", "--snakefile", "workflow/Snakefile"]
@@ -204,9 +208,6 @@ def test_slurm_profile_submits_the_requested_resources(tmp_path):
 
 
 def tool_path() -> str:
-    import os
-    import sys
-
     return f"{Path(sys.executable).parent}:{os.environ['PATH']}"
 
 
@@ -256,6 +257,78 @@ def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
     out = run_tool(["dvc", "repro"], repo).stdout
     assert "Running stage" not in out, out
     assert run_tool(["dvc", "status"], repo).stdout.strip() in ("", "Data and pipelines are up to date.")
+
+
+# ------------------------------------------------------------------------------------------------
+# make repro's driver: dvc repro with the branches side by side, on the same tiny2 profile
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny2_dvc(tmp_path_factory) -> tuple[Path, str]:
+    repo = copy_repo(tmp_path_factory.mktemp("dvcpar"), "tiny2")
+    proc = run_tool(
+        [sys.executable, "-m", "pipeline_steps.repro", "--jobs", "2"], repo, timeout=1200, CFGRL_TRACKING="1"
+    )
+    return repo, proc.stdout + proc.stderr
+
+
+def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tiny2_dvc):
+    repo, out = tiny2_dvc
+    ran = re.findall(r"Running stage '([^']+)'", out)
+    per_seed = ["label", "train_cfgrl", "train_awr", "train_awf", "evaluate"]
+    expected = ["dataset@cheetah-run", "plot@cheetah-run", "aggregate"]
+    expected += [f"{s}@cheetah-run-{seed}" for s in per_seed for seed in (0, 1)]
+    assert sorted(ran) == sorted(expected), out
+    assert "database is locked" not in out
+    db = sqlite3.connect(repo / "mlflow.db")
+    assert db.execute("select status from runs").fetchall() == [("FINISHED",)] * len(expected)
+    runs = db.execute(
+        "select r.status, r.start_time, r.end_time, t.value from runs r join tags t"
+        " on r.run_uuid = t.run_uuid where t.key = 'seed'"
+    ).fetchall()
+    assert len(runs) == 5 * 2  # the per-seed stages
+    # wave 2 ran the two seeds' branches at the same time: their spans overlap
+    span = {s: [(a, b) for _, a, b, seed in runs if seed == s] for s in ("0", "1")}
+    starts = {s: min(a for a, _ in span[s]) for s in span}
+    ends = {s: max(b for _, b in span[s]) for s in span}
+    assert max(starts.values()) < min(ends.values()), (starts, ends)
+    assert "Running stage" not in run_tool(["dvc", "repro"], repo).stdout
+
+
+def test_parallel_repro_outputs_equal_the_snakemake_runs(tiny2_dvc, tiny2_run):
+    """Both drivers run the same CLIs with runtime.threads = 1: bit-identical numbers, whatever ran beside."""
+    dvc_repo, snake_repo = tiny2_dvc[0], tiny2_run[0]
+    for seed in (0, 1):
+        for rel in ("label/cheetah-run/seed{}/labels.npz", "evaluate/cheetah-run/seed{}/episodes.csv"):
+            f = "data/" + rel.format(seed)
+            if f.endswith(".npz"):
+                a, b = np.load(dvc_repo / f), np.load(snake_repo / f)
+                assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), f
+            else:
+                assert (dvc_repo / f).read_bytes() == (snake_repo / f).read_bytes(), f
+
+
+def test_repro_waves_and_jobs():
+    from pipeline_steps.config import load_params
+    from pipeline_steps.repro import BRANCH_STAGES, default_jobs, repro, waves
+
+    p = load_params(REPO / "profiles" / "results.yaml")
+    datasets, branches = waves(p)
+    assert datasets == [["dataset@walker-run"], ["dataset@cheetah-run"]]
+    assert len(branches) == 6 and branches[5] == [
+        "--single-item",
+        "label@cheetah-run-2",
+        "train_cfgrl@cheetah-run-2",
+        "train_awr@cheetah-run-2",
+        "train_awf@cheetah-run-2",
+        "evaluate@cheetah-run-2",
+    ]
+    # a branch is every per-(env, seed) stage of dvc.yaml, in the file's (upstream-first) order
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(BRANCH_STAGES) == [name for name, s in stages.items() if "matrix" in s]
+    assert default_jobs(0) == 1  # threads 0 takes every core: one branch at a time
+    assert default_jobs(1) == len(os.sched_getaffinity(0)) and default_jobs(10**6) == 1
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        repro(p, 0)
 
 
 def test_aggregate_summary_picks_bc_w1_and_best_settings():
