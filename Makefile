@@ -30,9 +30,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles
 
-# docs/results: the default profile on 3 seeds for both envs (Snakemake; 1 torch thread per job, so
-# two jobs at a time here) and the label ablations on seed 0 (two at a time). Overwrites data/ with the results profile's
-# outputs (`dvc repro` afterwards restores the default profile's).
+# docs/results: the default profile on 3 seeds for both envs (Snakemake; 1 torch thread per job, so two
+# jobs at a time here) and the label ablations on seed 0 (two at a time). Writes the results profile's
+# outputs into data/ (`dvc repro` afterwards brings back the default profile's).
 RESULTS := docs/results
 results: $(STAMP)
 	snakemake --profile workflow/profiles/local --configfile profiles/results.yaml
@@ -40,8 +40,12 @@ results: $(STAMP)
 	mkdir -p $(RESULTS)
 	cp data/aggregate/results.csv data/aggregate/summary.csv data/aggregate/summary.md $(RESULTS)/
 	cp data/aggregate/return_vs_w.png $(RESULTS)/return_vs_w.png
-	for env in walker-run cheetah-run; do for fig in return_vs_w drift_vs_w advantage_hist weight_concentration; do \
-	  cp data/plots/$${env}/$${fig}.png $(RESULTS)/$${env}_$${fig}.png; done; done
+	mkdir -p $(RESULTS)/per_seed
+	for env in walker-run cheetah-run; do \
+	  for fig in return_vs_w drift_vs_w advantage_hist weight_concentration training_curves; do \
+	    cp data/plots/$${env}/$${fig}.png $(RESULTS)/$${env}_$${fig}.png; done; \
+	  for seed in 0 1 2; do \
+	    cp data/evaluate/$${env}/seed$${seed}/summary.csv $(RESULTS)/per_seed/$${env}_seed$${seed}_summary.csv; done; done
 
 clean-venv:
 	rm -rf $(VENV)
