@@ -331,6 +331,31 @@ def test_repro_waves_and_jobs():
         repro(p, 0)
 
 
+def test_repro_failed_branch_lets_its_wave_finish_then_stops(monkeypatch):
+    from pipeline_steps import repro as driver
+    from pipeline_steps.config import load_params
+
+    calls = []
+
+    def fake_dvc_repro(args: list[str]) -> int:
+        calls.append(args[-1] if args else "all")
+        return 1 if args and args[-1] == "evaluate@walker-run-1" else 0
+
+    monkeypatch.setattr(driver, "dvc_repro", fake_dvc_repro)
+    monkeypatch.setattr(driver.tracking, "init_store", lambda: None)
+    p = load_params(REPO / "profiles" / "results.yaml")
+    with pytest.raises(driver.ReproError, match="failed up to evaluate@walker-run-1"):
+        driver.repro(p, 2)
+    # every branch of the failed wave ran; the final plain `dvc repro` did not
+    branches = [f"evaluate@{e}-{s}" for e in ("walker-run", "cheetah-run") for s in (0, 1, 2)]
+    assert sorted(calls[:2]) == ["dataset@cheetah-run", "dataset@walker-run"]
+    assert sorted(calls[2:]) == sorted(branches)
+    assert "all" not in calls
+    calls.clear()
+    driver.repro(p, 1)  # one job: just the plain `dvc repro`
+    assert calls == ["all"]
+
+
 def test_aggregate_summary_picks_bc_w1_and_best_settings():
     from pipeline_steps.aggregate import markdown, summarize_env
 
