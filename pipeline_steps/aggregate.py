@@ -21,10 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import typer  # noqa: E402
 
-from pipeline_steps import paths, tracking  # noqa: E402
-from pipeline_steps.config import Params, load_params  # noqa: E402
+from pipeline_steps import paths, stage  # noqa: E402
+from pipeline_steps.config import Params  # noqa: E402
 from pipeline_steps.data import atomic_output  # noqa: E402
 from pipeline_steps.plot import draw_return_vs_w  # noqa: E402
 from pipeline_steps.training import clear_outputs, write_csv_atomic  # noqa: E402
@@ -134,17 +133,14 @@ def run(params: Params, plots_root: Path, out_dir: Path) -> pd.DataFrame:
 
 
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    out: Path = typer.Option(None, help="output dir (default data/aggregate)"),
+    params: Path = stage.PARAMS,
+    out: Path = stage.out_option("data/aggregate"),
 ):
     """Summarise every env's results across seeds."""
-    p = load_params(params)
+    p = stage.load(params)
     out_dir = out or paths.DATA / "aggregate"
-    with tracking.stage_run("aggregate", {"envs": p.envs, "seeds": p.seeds}) as tracked:
-        run(p, paths.DATA / "plots", out_dir)
-        tracked.mirror(out_dir)
+    stage.tracked("aggregate", p, out_dir, lambda: run(p, paths.DATA / "plots", out_dir))
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    typer.run(main)
+    stage.cli(main)

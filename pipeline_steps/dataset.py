@@ -25,11 +25,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import typer
 from tqdm import tqdm
 
-from pipeline_steps import paths, tracking
-from pipeline_steps.config import CollectSource, ExorlSource, MinariSource, Params, load_params
+from pipeline_steps import paths, stage
+from pipeline_steps.config import CollectSource, ExorlSource, MinariSource, Params
 from pipeline_steps.data import DatasetError, Episode, dataset_stats, write_json_atomic, write_minari
 from pipeline_steps.envs import FlatDmControl, episode_seed, make_env, split_env_name
 
@@ -279,20 +278,15 @@ def run(params: Params, env_name: str, out_dir: Path) -> dict:
 
 
 def main(
-    env: str = typer.Option(..., help="dm_control task, e.g. walker-run"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    out: Path = typer.Option(None, help="output dir (default data/dataset/<env>)"),
+    env: str = stage.ENV,
+    params: Path = stage.PARAMS,
+    out: Path = stage.out_option("data/dataset/<env>"),
 ):
     """Build the offline dataset of one env."""
-    p = load_params(params)
-    if env not in p.envs:
-        raise typer.BadParameter(f"env {env!r} is not in params envs {p.envs}", param_hint="--env")
+    p = stage.load(params, env)
     out_dir = out or paths.dataset_dir(env)
-    with tracking.stage_run("dataset", {"dataset": p.dataset.model_dump()}, env=env) as tracked:
-        run(p, env, out_dir)
-        tracked.mirror(out_dir)
+    stage.tracked("dataset", p, out_dir, lambda: run(p, env, out_dir), env=env)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    typer.run(main)
+    stage.cli(main)

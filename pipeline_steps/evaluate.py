@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 import torch
-import typer
 
-from pipeline_steps import paths, tracking
+from pipeline_steps import paths, stage
 from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
-from pipeline_steps.config import Params, load_params
+from pipeline_steps.config import Params
 from pipeline_steps.data import load_transitions, write_json_atomic
 from pipeline_steps.envs import make_env
 from pipeline_steps.rollouts import ActFn, run_lockstep
@@ -271,34 +270,28 @@ def run(
 
 
 def main(
-    env: str = typer.Option(..., help="dm_control task, e.g. walker-run"),
-    seed: int = typer.Option(..., help="training seed (must be in params seeds)"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    out: Path = typer.Option(None, help="output dir (default data/evaluate/<env>/seed<seed>)"),
+    env: str = stage.ENV,
+    seed: int = stage.SEED,
+    params: Path = stage.PARAMS,
+    out: Path = stage.out_option("data/evaluate/<env>/seed<seed>"),
 ):
     """Evaluate CFGRL at every w and AWR at every 1/beta."""
-    p = load_params(params)
-    paths.check_env_seed(p, env, seed)
+    p = stage.load(params, env, seed)
     out_dir = out or paths.evaluate_dir(env, seed)
-    with tracking.stage_run(
+    policies = (
+        paths.cfgrl_dir(env, seed) / "policy.pt",
+        paths.awr_dir(env, seed) / "policies.pt",
+        paths.awf_dir(env, seed) / "policies.pt",
+    )
+    stage.tracked(
         "evaluate",
-        {"evaluate": p.evaluate.model_dump(), "runtime": p.runtime.model_dump()},
+        p,
+        out_dir,
+        lambda: run(p, env, seed, paths.dataset_root(env), *policies, out_dir),
         env=env,
         seed=seed,
-    ) as tracked:
-        run(
-            p,
-            env,
-            seed,
-            paths.dataset_root(env),
-            paths.cfgrl_dir(env, seed) / "policy.pt",
-            paths.awr_dir(env, seed) / "policies.pt",
-            paths.awf_dir(env, seed) / "policies.pt",
-            out_dir,
-        )
-        tracked.mirror(out_dir)
+    )
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    typer.run(main)
+    stage.cli(main)

@@ -14,25 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import typer
 
-from pipeline_steps import paths, tracking
+from pipeline_steps import paths, stage
 from pipeline_steps.algorithms.iql import IQL, optimality_labels
-from pipeline_steps.config import Params, load_params
-from pipeline_steps.data import load_transitions, write_json_atomic
-from pipeline_steps.training import (
-    clear_outputs,
-    fit,
-    save_agent,
-    save_npz_atomic,
-    setup_torch,
-    stage_resume,
-    write_csv_atomic,
-)
+from pipeline_steps.config import Params
+from pipeline_steps.data import load_transitions
+from pipeline_steps.training import TrainingStage, save_npz_atomic
 
 log = logging.getLogger(__name__)
 ADV_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-OUTPUTS = ("labels.npz", "critic.pt", "train_log.csv", "metrics.json")
 
 
 def transition_tensors(tr) -> dict[str, torch.Tensor]:
@@ -60,14 +50,13 @@ def label_threshold(adv: np.ndarray, threshold: float, kind: str) -> float:
 
 def run(params: Params, env: str, seed: int, dataset_root: Path, out_dir: Path) -> dict:
     cfg = params.label
-    out_dir = Path(out_dir)
-    clear_outputs(out_dir, OUTPUTS)
-    gen = setup_torch(seed, params.runtime)
+    ts = TrainingStage(
+        params, "label", env, seed, out_dir, "critic.pt", sections=("label",), extra_outputs=("labels.npz",)
+    )
     tr = load_transitions(dataset_root)
     data = transition_tensors(tr)
     agent = IQL(tr.observations.shape[1], tr.actions.shape[1], cfg, compile=params.runtime.compile)
-    resume = stage_resume(params, out_dir, "label", env, seed, sections=("label",))
-    train_log, sec = fit(agent, data, cfg, gen, f"label {env} seed{seed}", resume=resume)
+    train_log = ts.fit(agent, data, cfg)
 
     adv = compute_advantages(agent, data["observations"], data["actions"], cfg.advantage_critic)  # [N]
     adv_np = adv.numpy().astype(np.float32)
@@ -83,39 +72,30 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, out_dir: Path) 
         **{f"adv_q{int(q * 100):02d}": float(np.quantile(adv_np, q)) for q in ADV_QUANTILES},
         "critic_loss": final["critic/loss"],
         "value_loss": final["value/loss"],
-        "ms_per_update": 1000 * sec,
         "steps": cfg.steps,
     }
     # labels.npz, the file the next stages read, is written last: a run killed before it leaves nothing
-    # they would accept (each file is written atomically; clear_outputs removed any older ones)
-    save_agent(out_dir / "critic.pt", "iql", agent, cfg, env, seed, tr.actions.shape[1])
-    write_csv_atomic(train_log, out_dir / "train_log.csv")
-    write_json_atomic(metrics, out_dir / "metrics.json")
-    save_npz_atomic(out_dir / "labels.npz", advantages=adv_np, optimal=opt.numpy())
-    resume.clear()
-    log.info(
-        "label %s seed%d: positive_frac %.3f, %.2f ms/update", env, seed, metrics["positive_frac"], 1000 * sec
-    )
+    # they would accept (each file is written atomically; TrainingStage removed any older ones)
+    metrics = ts.save(agent, "iql", cfg, tr.actions.shape[1], train_log, metrics)
+    save_npz_atomic(ts.out_dir / "labels.npz", advantages=adv_np, optimal=opt.numpy())
+    ts.done()
+    log.info("label %s seed%d: positive_frac %.3f", env, seed, metrics["positive_frac"])
     return metrics
 
 
 def main(
-    env: str = typer.Option(..., help="dm_control task, e.g. walker-run"),
-    seed: int = typer.Option(..., help="training seed (must be in params seeds)"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    out: Path = typer.Option(None, help="output dir (default data/label/<env>/seed<seed>)"),
+    env: str = stage.ENV,
+    seed: int = stage.SEED,
+    params: Path = stage.PARAMS,
+    out: Path = stage.out_option("data/label/<env>/seed<seed>"),
 ):
     """Train the IQL critic and write advantages and optimality labels."""
-    p = load_params(params)
-    paths.check_env_seed(p, env, seed)
+    p = stage.load(params, env, seed)
     out_dir = out or paths.label_dir(env, seed)
-    with tracking.stage_run(
-        "label", {"label": p.label.model_dump(), "runtime": p.runtime.model_dump()}, env=env, seed=seed
-    ) as tracked:
-        run(p, env, seed, paths.dataset_root(env), out_dir)
-        tracked.mirror(out_dir)
+    stage.tracked(
+        "label", p, out_dir, lambda: run(p, env, seed, paths.dataset_root(env), out_dir), env=env, seed=seed
+    )
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    typer.run(main)
+    stage.cli(main)

@@ -51,3 +51,35 @@ def evaluate_dir(env: str, seed: int) -> Path:
 
 def plots_dir(env: str) -> Path:
     return DATA / "plots" / env
+
+
+# ---- goal-conditioned half (OGBench): data/gc_*/<env>/... ---------------------------------------
+def gc_dataset_dir(env: str) -> Path:
+    return DATA / "gc_dataset" / env
+
+
+def gc_dataset_root(env: str) -> Path:
+    """The Minari datasets root of a goal-conditioned env's dataset."""
+    return gc_dataset_dir(env) / "minari"
+
+
+def train_gc_dir(env: str, algo: str, seed: int) -> Path:
+    return DATA / "train_gc" / env / algo / f"seed{seed}"
+
+
+def gc_evaluate_dir(env: str, seed: int) -> Path:
+    return DATA / "gc_evaluate" / env / f"seed{seed}"
+
+
+def gc_plots_dir(env: str) -> Path:
+    return DATA / "gc_plots" / env
+
+
+def check_gc_env_seed(params, env: str, seed: int | None = None) -> None:
+    """A goal-conditioned stage CLI only runs the gc_envs and seeds params.yaml declares."""
+    import typer
+
+    if env not in params.gc_envs:
+        raise typer.BadParameter(f"env {env!r} is not in params gc_envs {params.gc_envs}", param_hint="--env")
+    if seed is not None and seed not in params.seeds:
+        raise typer.BadParameter(f"seed {seed} is not in params seeds {params.seeds}", param_hint="--seed")

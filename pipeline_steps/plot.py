@@ -25,10 +25,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import typer  # noqa: E402
 
-from pipeline_steps import paths, tracking  # noqa: E402
-from pipeline_steps.config import Params, load_params  # noqa: E402
+from pipeline_steps import paths, stage  # noqa: E402
+from pipeline_steps.config import Params  # noqa: E402
 from pipeline_steps.evaluate import ci95  # noqa: E402
 from pipeline_steps.training import clear_outputs, write_csv_atomic  # noqa: E402
 
@@ -191,8 +190,8 @@ def plot_training_curves(logs: dict[str, dict[int, pd.DataFrame]], env: str, pat
         ("train_awf", None),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    for ax, (stage, cols) in zip(axes, panels):
-        for seed, df in logs[stage].items():
+    for ax, (stage_name, cols) in zip(axes, panels):
+        for seed, df in logs[stage_name].items():
             keys = cols or [c for c in df.columns if c.endswith("/loss") and "inv_beta" in c]
             for i, col in enumerate(keys):
                 ax.plot(
@@ -200,9 +199,9 @@ def plot_training_curves(logs: dict[str, dict[int, pd.DataFrame]], env: str, pat
                     df[col],
                     color=f"C{i}",
                     alpha=0.8,
-                    label=col if seed == min(logs[stage]) else None,
+                    label=col if seed == min(logs[stage_name]) else None,
                 )
-        ax.set_title(stage)
+        ax.set_title(stage_name)
         ax.set_xlabel("training step")
         ax.set_yscale("symlog", linthresh=1e-3)
         ax.legend(fontsize=7)
@@ -250,19 +249,15 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
 
 
 def main(
-    env: str = typer.Option(..., help="dm_control task, e.g. walker-run"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    out: Path = typer.Option(None, help="output dir (default data/plots/<env>)"),
+    env: str = stage.ENV,
+    params: Path = stage.PARAMS,
+    out: Path = stage.out_option("data/plots/<env>"),
 ):
     """Draw the figures of one env from the stage outputs."""
-    p = load_params(params)
-    paths.check_env_seed(p, env)
+    p = stage.load(params, env)
     out_dir = out or paths.plots_dir(env)
-    with tracking.stage_run("plot", {"seeds": p.seeds}, env=env) as tracked:
-        run(p, env, out_dir)
-        tracked.mirror(out_dir)
+    stage.tracked("plot", p, out_dir, lambda: run(p, env, out_dir), env=env)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    typer.run(main)
+    stage.cli(main)

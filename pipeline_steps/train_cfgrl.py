@@ -12,26 +12,14 @@ import logging
 from pathlib import Path
 
 import torch
-import typer
 
-from pipeline_steps import paths, tracking
+from pipeline_steps import paths, stage
 from pipeline_steps.algorithms.awr import weight_concentration
 from pipeline_steps.algorithms.cfgrl import CFGRL
-from pipeline_steps.config import CfgrlParams, Params, load_params
-from pipeline_steps.data import write_json_atomic
-from pipeline_steps.training import (
-    clear_outputs,
-    fit,
-    labelled_tensors,
-    load_checkpoint,
-    save_agent,
-    setup_torch,
-    stage_resume,
-    write_csv_atomic,
-)
+from pipeline_steps.config import CfgrlParams, Params
+from pipeline_steps.training import TrainingStage, labelled_tensors, restore_agent
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("policy.pt", "train_log.csv", "metrics.json")
 
 
 def loss_weight_concentration(optimal: torch.Tensor, cfg: CfgrlParams) -> dict[str, float]:
@@ -49,67 +37,49 @@ def loss_weight_concentration(optimal: torch.Tensor, cfg: CfgrlParams) -> dict[s
 
 def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Path, out_dir: Path) -> dict:
     cfg = params.train_cfgrl
-    out_dir = Path(out_dir)
-    clear_outputs(out_dir, OUTPUTS)
-    gen = setup_torch(seed, params.runtime)
+    ts = TrainingStage(params, "train_cfgrl", env, seed, out_dir, "policy.pt", sections=("train_cfgrl",))
     data = labelled_tensors(dataset_root, labels_path)
     data.pop("advantages")
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = CFGRL(obs_dim, act_dim, cfg, compile=params.runtime.compile)
-    resume = stage_resume(params, out_dir, "train_cfgrl", env, seed, sections=("train_cfgrl",))
-    train_log, sec = fit(
-        agent,
-        data,
-        cfg,
-        gen,
-        f"train_cfgrl {env} seed{seed}",
-        update=lambda b: agent.update(b, gen),
-        resume=resume,
-    )
-    final = train_log.iloc[-1].to_dict()
+    train_log = ts.fit(agent, data, cfg, update=lambda b: agent.update(b, ts.gen))
     metrics = {
-        "actor_loss": final["actor/loss"],
-        "ms_per_update": 1000 * sec,
+        "actor_loss": train_log.iloc[-1]["actor/loss"],
         "steps": cfg.steps,
         "positive_frac": float(data["optimal"].float().mean()),
         **loss_weight_concentration(data["optimal"], cfg),
     }
-    write_csv_atomic(train_log, out_dir / "train_log.csv")
-    write_json_atomic(metrics, out_dir / "metrics.json")
-    save_agent(out_dir / "policy.pt", "cfgrl", agent, cfg, env, seed, act_dim)  # last: what evaluate reads
-    resume.clear()
-    log.info("train_cfgrl %s seed%d: %.2f ms/update", env, seed, 1000 * sec)
+    metrics = ts.save(agent, "cfgrl", cfg, act_dim, train_log, metrics)
+    ts.done()
     return metrics
 
 
 def load_policy(path: Path) -> CFGRL:
     """Rebuild a trained CFGRL policy from its checkpoint (ready for sample_actions at any w)."""
-    ckpt = load_checkpoint(path, "cfgrl")
-    agent = CFGRL(ckpt["obs_dim"], ckpt["act_dim"], CfgrlParams.model_validate(ckpt["config"]))
-    agent.load_state_dict(ckpt["state_dict"])
-    return agent.eval()
+    return restore_agent(
+        path, "cfgrl", lambda c: CFGRL(c["obs_dim"], c["act_dim"], CfgrlParams.model_validate(c["config"]))
+    )
 
 
 def main(
-    env: str = typer.Option(..., help="dm_control task, e.g. walker-run"),
-    seed: int = typer.Option(..., help="training seed (must be in params seeds)"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    out: Path = typer.Option(None, help="output dir (default data/train_cfgrl/<env>/seed<seed>)"),
+    env: str = stage.ENV,
+    seed: int = stage.SEED,
+    params: Path = stage.PARAMS,
+    out: Path = stage.out_option("data/train_cfgrl/<env>/seed<seed>"),
 ):
     """Train the CFGRL flow policy."""
-    p = load_params(params)
-    paths.check_env_seed(p, env, seed)
+    p = stage.load(params, env, seed)
     out_dir = out or paths.cfgrl_dir(env, seed)
-    with tracking.stage_run(
+    labels = paths.label_dir(env, seed) / "labels.npz"
+    stage.tracked(
         "train_cfgrl",
-        {"train_cfgrl": p.train_cfgrl.model_dump(), "runtime": p.runtime.model_dump()},
+        p,
+        out_dir,
+        lambda: run(p, env, seed, paths.dataset_root(env), labels, out_dir),
         env=env,
         seed=seed,
-    ) as tracked:
-        run(p, env, seed, paths.dataset_root(env), paths.label_dir(env, seed) / "labels.npz", out_dir)
-        tracked.mirror(out_dir)
+    )
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    typer.run(main)
+    stage.cli(main)

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline_steps.config import RuntimeParams
-from pipeline_steps.data import atomic_output
+from pipeline_steps.data import atomic_output, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +170,17 @@ def train_loop(
     return pd.DataFrame(rows), sec_per_update
 
 
-def fit(agent, data: dict[str, torch.Tensor], cfg, gen: torch.Generator, desc: str, update=None, resume=None):
+def fit(
+    agent, data: dict[str, torch.Tensor], cfg, gen: torch.Generator, desc: str, update=None, resume=None,
+    sampler=None,
+):
     """Dataset observation statistics (when cfg.normalize_obs), cfg.steps updates on uniform minibatches
-    (resumed from `resume`'s checkpoint when it has one of this run), then a check that no parameter
-    went non-finite. Returns (log table, seconds per update)."""
-    if cfg.normalize_obs:
+    of `data` (or on what `sampler` draws, e.g. hindsight goals), resumed from `resume`'s checkpoint when
+    it has one of this run, then a check that no parameter went non-finite. Returns (log table, seconds
+    per update)."""
+    if getattr(cfg, "normalize_obs", False):
         agent.obs_norm.fit(data["observations"])
-    sampler = Sampler(data, cfg.batch_size, gen)
+    sampler = sampler or Sampler(data, cfg.batch_size, gen)
     start, rows, save = 0, [], None
     if resume is not None:
         resume.bind(data)
@@ -212,6 +216,65 @@ def stage_resume(params, out_dir: Path, stage: str, env: str, seed: int, section
         **{s: getattr(params, s).model_dump() for s in sections},
     }
     return Resume(Path(out_dir) / RESUME_FILE, params.runtime.checkpoint_every, identity)
+
+
+class TrainingStage:
+    """One run of a training stage in out_dir, the plumbing its module need not repeat: removes an
+    earlier run's outputs, seeds torch, trains with resume checkpoints (`fit`), then writes
+    train_log.csv, metrics.json and, last, the checkpoint the next stage reads (`save`), and drops the
+    resume checkpoint (`done`). `extra_outputs` are the stage's other files (cleared with the rest)."""
+
+    def __init__(
+        self,
+        params,
+        stage: str,
+        env: str,
+        seed: int,
+        out_dir: Path,
+        checkpoint: str,
+        sections: tuple[str, ...],
+        extra_outputs: tuple[str, ...] = (),
+    ):
+        self.stage, self.env, self.seed, self.out_dir = stage, env, seed, Path(out_dir)
+        self.checkpoint = checkpoint
+        clear_outputs(self.out_dir, (*extra_outputs, checkpoint, "train_log.csv", "metrics.json"))
+        self.gen = setup_torch(seed, params.runtime)
+        self.resume = stage_resume(params, self.out_dir, stage, env, seed, sections)
+        self.sec_per_update = float("nan")
+
+    @property
+    def desc(self) -> str:
+        return f"{self.stage} {self.env} seed{self.seed}"
+
+    def fit(self, agent, data: dict[str, torch.Tensor], loop, update=None, sampler=None) -> pd.DataFrame:
+        """`fit` with this stage's generator, progress label and resume checkpoint: the training log."""
+        train_log, self.sec_per_update = fit(
+            agent, data, loop, self.gen, self.desc, update=update, resume=self.resume, sampler=sampler
+        )
+        return train_log
+
+    def save(self, agent, kind: str, config, act_dim: int, train_log: pd.DataFrame, metrics: dict) -> dict:
+        """train_log.csv, metrics.json (plus ms_per_update), then the checkpoint (what the next stage
+        reads). Returns the metrics as written."""
+        metrics = {**metrics, "ms_per_update": 1000 * self.sec_per_update}
+        write_csv_atomic(train_log, self.out_dir / "train_log.csv")
+        write_json_atomic(metrics, self.out_dir / "metrics.json")
+        save_agent(self.out_dir / self.checkpoint, kind, agent, config, self.env, self.seed, act_dim)
+        return metrics
+
+    def done(self) -> None:
+        """All outputs are written: the resume checkpoint is no longer needed."""
+        self.resume.clear()
+        log.info("%s: %.2f ms/update", self.desc, 1000 * self.sec_per_update)
+
+
+def restore_agent(path: Path, kind: str, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
+    """Rebuild a trained agent from its checkpoint: build(checkpoint) makes the module, the weights
+    (incl. observation statistics) are loaded into it, and it is returned in eval mode."""
+    ckpt = load_checkpoint(path, kind)
+    agent = build(ckpt)
+    agent.load_state_dict(ckpt["state_dict"])
+    return agent.eval()
 
 
 def clear_outputs(out_dir: Path, names: tuple[str, ...]) -> None:
