@@ -7,6 +7,8 @@ are several seeds, over episodes with one) and writes to data/aggregate/:
                    the best 1/beta of AWR and of advantage-weighted flow (mean and 95% CI each)
   summary.md       the same table in Markdown, then every setting's mean and CI (for the README)
   return_vs_w.png  one panel per env: CFGRL return vs w, AWR and AWF vs 1/beta, dataset and BC lines
+  gc_results.csv   the goal-conditioned envs' rows (data/gc_plots/<env>/results.csv, task 'all'), whose
+                   success table (CFGRL per w, flow GCBC, Gaussian GCBC, data policy) ends summary.md
 "best" picks the setting with the highest mean on the evaluation episodes themselves, which favours
 the method with more settings (a max over noisy estimates): read it beside the fixed w = 1 column.
 """
@@ -112,9 +114,39 @@ def sweep_markdown(res: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def run(params: Params, plots_root: Path, out_dir: Path) -> pd.DataFrame:
+GC_METHODS = {"flow_gcbc": "flow GCBC", "gcbc": "Gaussian GCBC", "data_policy": "data policy"}
+
+
+def gc_markdown(gc: pd.DataFrame) -> str:
+    """Success over the 5 evaluation tasks: CFGRL per w, then the baselines (one row per env)."""
+    ws = sorted(gc[gc.method == "cfgrl"].w.unique())
+    head = [f"CFGRL w={w:g}" for w in ws] + list(GC_METHODS.values())
+    lines = ["| env | seeds | " + " | ".join(head) + " |", "|" + "---|" * (2 + len(head))]
+    for env, g in gc.groupby("env", sort=False):
+        c = g[g.method == "cfgrl"].set_index("w")
+        cells = [
+            f"{c.success[w]:.2f} [{c.success_lo[w]:.2f}, {c.success_hi[w]:.2f}]" if w in c.index else "-"
+            for w in ws
+        ]
+        for m in GC_METHODS:
+            b = g[g.method == m]
+            cells.append(
+                f"{b.success.iloc[0]:.2f} [{b.success_lo.iloc[0]:.2f}, {b.success_hi.iloc[0]:.2f}]"
+                if len(b)
+                else "-"
+            )
+        lines.append(f"| {env} | {int(g.seeds.max())} | " + " | ".join(cells) + " |")
+    over = gc.ci_over.iloc[0]
+    lines.append(
+        f"\nGoal-conditioned success rate over the evaluation tasks, 95% interval over {over} "
+        "(t-interval over seed means; Wilson over episodes with one seed)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def run(params: Params, plots_root: Path, out_dir: Path, gc_plots_root: Path | None = None) -> pd.DataFrame:
     out_dir = Path(out_dir)
-    clear_outputs(out_dir, ("results.csv", "summary.csv", "summary.md", "return_vs_w.png"))
+    clear_outputs(out_dir, ("results.csv", "summary.csv", "summary.md", "return_vs_w.png", "gc_results.csv"))
     res = pd.concat([pd.read_csv(Path(plots_root) / env / "results.csv") for env in params.envs])
     summary = pd.DataFrame([summarize_env(g) for _, g in res.groupby("env", sort=False)])
     fig, axes = plt.subplots(1, len(params.envs), figsize=(6.0 * len(params.envs), 4.2), squeeze=False)
@@ -126,8 +158,14 @@ def run(params: Params, plots_root: Path, out_dir: Path) -> pd.DataFrame:
     plt.close(fig)
     write_csv_atomic(res, out_dir / "results.csv")
     write_csv_atomic(summary, out_dir / "summary.csv")
+    text = markdown(summary) + "\n" + sweep_markdown(res)
+    root = Path(gc_plots_root or paths.DATA / "gc_plots")
+    gc = pd.concat([pd.read_csv(root / env / "results.csv").assign(env=env) for env in params.gc_envs])
+    gc = gc[gc.task.astype(str) == "all"]
+    write_csv_atomic(gc, out_dir / "gc_results.csv")
+    text += "\n" + gc_markdown(gc)
     with atomic_output(out_dir / "summary.md") as f:
-        f.write((markdown(summary) + "\n" + sweep_markdown(res)).encode())
+        f.write(text.encode())
     log.info("aggregate:\n%s", markdown(summary))
     return summary
 

@@ -216,10 +216,87 @@ class RuntimeParams(_Strict):
 
 
 # --------------------------------------------------------------------------------------------
+# goal-conditioned half (OGBench): gc_dataset, train_gc, gc_evaluate, method.md §8
+# --------------------------------------------------------------------------------------------
+GC_ALGOS = ("cfgrl", "flow_gcbc", "gcbc")  # the train_gc policies (dvc.yaml's train_gc matrix lists them)
+
+
+class GcGenerate(_Strict):
+    episodes: PosInt = Field(description="training episodes to generate (plus episodes // 10 for validation)")
+    episode_steps: Annotated[int, Field(ge=2)] = Field(description="env steps per generated episode")
+    maze_noise: PosFloat = Field(description="pointmaze: std of the Gaussian noise on the oracle direction")
+    manip_noise: PosFloat = Field(description="cube: noise of OGBench's plan oracle")
+    manip_noise_smoothing: Unit = Field(description="cube: noise smoothing of OGBench's plan oracle")
+
+
+class GcDownload(_Strict):
+    base_url: str = Field(
+        min_length=1, description="base URL of the OGBench files ({base_url}/<name>-v0.npz)"
+    )
+    cache_dir: str = Field(min_length=1, description="where finished downloads are kept")
+
+
+class GcDatasetParams(_Strict):
+    source: Literal["generate", "download"] = Field(
+        description="generate locally or download OGBench's files"
+    )
+    seed: Seed = Field(description="seed of local generation (OGBench's env, oracle and noise)")
+    generate: GcGenerate
+    download: GcDownload
+
+
+class TrainGcParams(_Strict):
+    steps: PosInt = Field(description="gradient steps of each goal-conditioned policy")
+    batch_size: PosInt = Field(description="minibatch size")
+    hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of the MLPs (GELU, no LayerNorm)")
+    lr: PosFloat = Field(description="Adam learning rate")
+    goal_dropout: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        description="CFGRL: probability that a training goal is replaced by the learned null goal"
+    )
+    flow_steps: PosInt = Field(description="Euler steps of the flow sampler")
+    log_every: PosInt = Field(description="log losses every N steps")
+
+
+class GcEvaluateParams(_Strict):
+    guidance_ws: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, description="guidance weights w of CFGRL (0 = flow BC, 1 = flow GCBC's target)"
+    )
+    episodes: PosInt = Field(description="episodes per evaluation task and setting")
+    tasks: list[Annotated[int, Field(ge=1, le=5)]] = Field(min_length=1, description="OGBench task ids (1-5)")
+    max_steps: NonNegInt = Field(description="cut episodes at this many steps (0 = the env's own limit)")
+    data_policy: bool = Field(description="also evaluate the noisy data policy (mazes): the ceiling")
+    trajectory_task: Annotated[int, Field(ge=1, le=5)] = Field(description="task whose paths are plotted")
+    trajectory_ws: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        description="w values whose paths are plotted (each one of guidance_ws)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GcEvaluateParams:
+        for name in ("guidance_ws", "tasks", "trajectory_ws"):
+            v = getattr(self, name)
+            if len(set(v)) != len(v):
+                raise ValueError(f"gc_evaluate.{name} = {v}: duplicate value")
+        missing = [w for w in self.trajectory_ws if w not in self.guidance_ws]
+        if missing:
+            raise ValueError(
+                f"gc_evaluate.trajectory_ws {missing} not in gc_evaluate.guidance_ws {self.guidance_ws}"
+            )
+        if self.trajectory_ws and self.trajectory_task not in self.tasks:
+            raise ValueError(
+                f"gc_evaluate.trajectory_task {self.trajectory_task} not in gc_evaluate.tasks {self.tasks}"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
 # top level
 # --------------------------------------------------------------------------------------------
 class Params(_Strict):
     envs: list[str] = Field(min_length=1, description="dm_control tasks as domain-task, e.g. walker-run")
+    gc_envs: list[str] = Field(
+        min_length=1,  # dvc.yaml's aggregate reads both halves
+        description="goal-conditioned OGBench envs as <env>-<dataset type>, e.g. pointmaze-medium-navigate",
+    )
     seeds: list[Seed] = Field(min_length=1, description="training / evaluation seeds")
     dataset: DatasetParams
     label: LabelParams
@@ -227,6 +304,9 @@ class Params(_Strict):
     train_awr: AwrParams
     train_awf: AwfParams
     evaluate: EvaluateParams
+    gc_dataset: GcDatasetParams
+    train_gc: TrainGcParams
+    gc_evaluate: GcEvaluateParams
     runtime: RuntimeParams
 
     @field_validator("envs")
@@ -236,6 +316,17 @@ class Params(_Strict):
 
         for name in envs:
             check_env_name(name)
+        if len(set(envs)) != len(envs):
+            raise ValueError(f"duplicate env in {envs}")
+        return envs
+
+    @field_validator("gc_envs")
+    @classmethod
+    def _known_gc_envs(cls, envs: list[str]) -> list[str]:
+        from pipeline_steps.gc_envs import check_gc_env_name
+
+        for name in envs:
+            check_gc_env_name(name)
         if len(set(envs)) != len(envs):
             raise ValueError(f"duplicate env in {envs}")
         return envs
@@ -254,6 +345,15 @@ class Params(_Strict):
             if missing:
                 raise ValueError(
                     f"dataset.source is 'minari' but dataset.minari.dataset_ids has no id for {missing}"
+                )
+        if self.gc_dataset.source == "generate":
+            from pipeline_steps.gc_envs import can_generate
+
+            missing = [e for e in self.gc_envs if not can_generate(e)]
+            if missing:
+                raise ValueError(
+                    f"gc_dataset.source is 'generate' but {missing} cannot be made here (their data needs "
+                    "OGBench's expert networks or oracles the pipeline does not run): use source 'download'"
                 )
         return self
 

@@ -32,15 +32,20 @@ class Episode:
     truncations: np.ndarray  # [T] bool
     physics: np.ndarray | None = None  # [T+1, P] float64
     seed: int | None = None  # reset seed, where the source knows it
+    infos: dict[str, np.ndarray] | None = None  # other per-state arrays [T+1, ...] (OGBench: qpos, qvel)
 
     def __post_init__(self):
         T = len(self.actions)
-        for name, arr, n in [
-            ("observations", self.observations, T + 1),
-            ("rewards", self.rewards, T),
-            ("terminations", self.terminations, T),
-            ("truncations", self.truncations, T),
-        ] + ([("physics", self.physics, T + 1)] if self.physics is not None else []):
+        for name, arr, n in (
+            [
+                ("observations", self.observations, T + 1),
+                ("rewards", self.rewards, T),
+                ("terminations", self.terminations, T),
+                ("truncations", self.truncations, T),
+            ]
+            + ([("physics", self.physics, T + 1)] if self.physics is not None else [])
+            + [(f"infos/{k}", v, T + 1) for k, v in (self.infos or {}).items()]
+        ):
             if len(arr) != n:
                 raise DatasetError(
                     f"episode arrays disagree: {name} has length {len(arr)}, expected {n} (actions has {T})"
@@ -73,14 +78,16 @@ class Episode:
     @classmethod
     def from_minari(cls, ep) -> Episode:
         """From a minari EpisodeData (physics taken from infos where present)."""
-        infos = ep.infos or {}
+        infos = dict(ep.infos or {})
+        physics = infos.pop("physics", None)
         return cls(
             observations=np.asarray(ep.observations, np.float32),
             actions=np.asarray(ep.actions, np.float32),
             rewards=np.asarray(ep.rewards, np.float64),
             terminations=np.asarray(ep.terminations, bool),
             truncations=np.asarray(ep.truncations, bool),
-            physics=np.asarray(infos["physics"], np.float64) if "physics" in infos else None,
+            physics=np.asarray(physics, np.float64) if physics is not None else None,
+            infos={k: np.asarray(v) for k, v in infos.items()} or None,
         )
 
 
@@ -118,8 +125,22 @@ def _minari_root(root: Path):
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
-def write_minari(episodes: list[Episode], env_name: str, source: str, root: Path, description: str) -> Path:
-    """Write `episodes` as one Minari dataset under `root`, atomically: all or nothing."""
+def episode_infos(ep: Episode) -> dict[str, np.ndarray] | None:
+    """The per-state arrays an episode stores as Minari infos: physics and any other infos."""
+    infos = {"physics": ep.physics.astype(np.float64)} if ep.physics is not None else {}
+    return {**infos, **(ep.infos or {})} or None
+
+
+def write_minari(
+    episodes: list[Episode],
+    env_name: str,
+    source: str,
+    root: Path,
+    description: str,
+    gym_id: str | None = None,
+) -> Path:
+    """Write `episodes` as one Minari dataset under `root`, atomically: all or nothing. The env is the
+    pipeline's registered dm_control env of `env_name` unless `gym_id` names another (e.g. OGBench's)."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -129,7 +150,8 @@ def write_minari(episodes: list[Episode], env_name: str, source: str, root: Path
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    env = make_env(env_name)
+    env = make_env(env_name) if gym_id is None else None
+    gym_id = gym_id or env_id(env_name)
     buffers = [
         EpisodeBuffer(
             id=i,
@@ -139,7 +161,7 @@ def write_minari(episodes: list[Episode], env_name: str, source: str, root: Path
             rewards=ep.rewards.astype(np.float64),
             terminations=ep.terminations.astype(bool),
             truncations=ep.truncations.astype(bool),
-            infos={"physics": ep.physics.astype(np.float64)} if ep.physics is not None else None,
+            infos=episode_infos(ep),
         )
         for i, ep in enumerate(episodes)
     ]
@@ -147,13 +169,14 @@ def write_minari(episodes: list[Episode], env_name: str, source: str, root: Path
         minari.create_dataset_from_buffers(
             dataset_id=dataset_id(env_name, source),
             buffer=buffers,
-            env=env_id(env_name),
-            eval_env=env_id(env_name),
+            env=gym_id,
+            eval_env=gym_id,
             algorithm_name=source,
             description=description,
             data_format="hdf5",
         )
-    env.close()
+    if env is not None:
+        env.close()
     shutil.rmtree(root, ignore_errors=True)
     os.replace(tmp, root)
     return root
@@ -229,6 +252,17 @@ def atomic_output(path: Path):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory output so that a kill never leaves half of it: renamed away in one step, then
+    deleted (a leftover `<name>.old` is removed by the next call)."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+        shutil.rmtree(old)
 
 
 def write_json_atomic(obj, path: Path) -> None:

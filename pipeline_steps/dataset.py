@@ -14,9 +14,7 @@ from __future__ import annotations
 import http.client
 import io
 import logging
-import os
 import re
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +27,14 @@ from tqdm import tqdm
 
 from pipeline_steps import paths, stage
 from pipeline_steps.config import CollectSource, ExorlSource, MinariSource, Params
-from pipeline_steps.data import DatasetError, Episode, dataset_stats, write_json_atomic, write_minari
+from pipeline_steps.data import (
+    DatasetError,
+    Episode,
+    dataset_stats,
+    remove_tree,
+    write_json_atomic,
+    write_minari,
+)
 from pipeline_steps.envs import FlatDmControl, episode_seed, make_env, split_env_name
 
 log = logging.getLogger(__name__)
@@ -257,11 +262,7 @@ def run(params: Params, env_name: str, out_dir: Path) -> dict:
     # remove the previous outputs first (as DVC does): a run that dies leaves no older dataset behind;
     # the dataset is renamed away in one step, so a kill mid-delete leaves no half dataset at `minari`
     (out_dir / "stats.json").unlink(missing_ok=True)
-    if (out_dir / "minari").exists():
-        old = out_dir / "minari.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir / "minari", old)
-        shutil.rmtree(old)
+    remove_tree(out_dir / "minari")
     start = time.perf_counter()
     episodes = build_episodes(params, env_name)
     seconds = time.perf_counter() - start

@@ -4,8 +4,9 @@
 lock (it holds it only around each stage's status check and bookkeeping), so several
 `dvc repro <targets>` processes may run at once on stages that write different outputs;
 `dvc --wait-for-lock` makes them queue for that lock instead of failing. This driver runs the DAG in waves:
-  1. dataset@<env> for every env (data collection / download);
-  2. every (env, seed) branch: its BRANCH_STAGES (label, the three trainings, evaluation), upstream first,
+  1. dataset@<env> for every env and gc_dataset@<env> for every goal-conditioned env;
+  2. every (env, seed) branch: its BRANCH_STAGES (label, the three trainings, evaluation), and every
+     (goal-conditioned env, seed) branch: its GC_BRANCH_STAGES (three trainings, evaluation), upstream first,
      with `--single-item`: DVC write-locks the outputs of every stage it checks, so two branches
      checking their shared dataset@<env> at once would fail; wave 1 has brought it up to date;
   3. a plain `dvc repro`: the plots, the aggregate, and anything the waves left
@@ -25,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import typer
 
 from pipeline_steps import tracking
-from pipeline_steps.config import Params, load_params
+from pipeline_steps.config import GC_ALGOS, Params, load_params
 
 
 class ReproError(RuntimeError):
@@ -34,15 +35,21 @@ class ReproError(RuntimeError):
 
 # dvc.yaml's per-(env, seed) stages (its `matrix` stages), each after the ones it reads
 BRANCH_STAGES = ("label", "train_cfgrl", "train_awr", "train_awf", "evaluate")
+GC_BRANCH_STAGES = ("train_gc", "gc_evaluate")  # train_gc: one stage per algo (its matrix's last key)
 
 
 def waves(params: Params) -> list[list[list[str]]]:
     """The `dvc repro` argument lists of waves 1 and 2; the lists of a wave write disjoint outputs."""
     return [
-        [[f"dataset@{env}"] for env in params.envs],
+        [[f"dataset@{env}"] for env in params.envs] + [[f"gc_dataset@{env}"] for env in params.gc_envs],
         [
             ["--single-item", *(f"{stage}@{env}-{seed}" for stage in BRANCH_STAGES)]
             for env in params.envs
+            for seed in params.seeds
+        ]
+        + [
+            ["--single-item", *(f"train_gc@{env}-{seed}-{a}" for a in GC_ALGOS), f"gc_evaluate@{env}-{seed}"]
+            for env in params.gc_envs
             for seed in params.seeds
         ],
     ]

@@ -217,7 +217,11 @@ STAGE_SECTIONS = {
     "train_awf": ("train_awf", "train_cfgrl", "runtime"),
     "evaluate": ("evaluate", "runtime"),
     "plot": ("seeds",),
-    "aggregate": ("envs", "seeds"),
+    "aggregate": ("envs", "gc_envs", "seeds"),
+    "gc_dataset": ("gc_dataset",),
+    "train_gc": ("train_gc", "runtime"),
+    "gc_evaluate": ("gc_evaluate", "runtime"),
+    "gc_plot": ("seeds",),
 }
 
 
@@ -231,6 +235,10 @@ LAST_OUTPUT = {
     "evaluate": "episodes.csv",
     "plot": "results.csv",
     "aggregate": "summary.md",
+    "gc_dataset": "minari",
+    "train_gc": "policy.pt",
+    "gc_evaluate": "episodes.csv",
+    "gc_plot": "results.csv",
 }
 
 
@@ -258,6 +266,15 @@ def backfill(params_path: Path = Path("params.yaml")) -> int:
             ):
                 jobs.append((stage, env, seed, where(env, seed)))
         jobs.append(("plot", env, None, paths.plots_dir(env)))
+    for env in p.gc_envs:
+        jobs.append(("gc_dataset", env, None, paths.gc_dataset_dir(env)))
+        for seed in p.seeds:
+            jobs += [
+                ("train_gc", env, seed, paths.train_gc_dir(env, algo, seed))
+                for algo in ("cfgrl", "flow_gcbc", "gcbc")
+            ]
+            jobs.append(("gc_evaluate", env, seed, paths.gc_evaluate_dir(env, seed)))
+        jobs.append(("gc_plot", env, None, paths.gc_plots_dir(env)))
     jobs.append(("aggregate", None, None, paths.DATA / "aggregate"))
     n = 0
     for stage, env, seed, out_dir in jobs:

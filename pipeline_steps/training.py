@@ -171,7 +171,13 @@ def train_loop(
 
 
 def fit(
-    agent, data: dict[str, torch.Tensor], cfg, gen: torch.Generator, desc: str, update=None, resume=None,
+    agent,
+    data: dict[str, torch.Tensor],
+    cfg,
+    gen: torch.Generator,
+    desc: str,
+    update=None,
+    resume=None,
     sampler=None,
 ):
     """Dataset observation statistics (when cfg.normalize_obs), cfg.steps updates on uniform minibatches

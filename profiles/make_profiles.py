@@ -30,6 +30,15 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
             "evaluate.episodes": "2",
             "evaluate.drift_states": "64",
             "evaluate.timing_repeats": "3",
+            "gc_dataset.generate.episodes": "3",
+            "gc_dataset.generate.episode_steps": "101",
+            "train_gc.steps": "60",
+            "train_gc.hidden": "[32, 32]",
+            "train_gc.flow_steps": "4",
+            "train_gc.log_every": "20",
+            "gc_evaluate.guidance_ws": "[0.0, 1.0, 3.0]",
+            "gc_evaluate.episodes": "1",
+            "gc_evaluate.max_steps": "50",
             "runtime.compile": "false",
             "runtime.checkpoint_every": "20",
         },
@@ -49,6 +58,13 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                 )
                 if (s, k) != ("train_awf", "hidden")
             },
+            # goal-conditioned half at the paper's sizes (method.md §8) on OGBench's recipe data
+            "gc_dataset.generate.episodes": "1000",
+            "train_gc.steps": "1000000",
+            "train_gc.batch_size": "1024",
+            "train_gc.hidden": "[512, 512, 512, 512]",
+            "train_gc.log_every": "5000",
+            "gc_evaluate.episodes": "15",
             "runtime.checkpoint_every": "20000",
             "runtime.threads": "0",  # all of a job's cores (Snakemake's set-threads; the SLURM profile's 8)
         },
@@ -62,6 +78,17 @@ PROFILES["tiny2"] = (
 PROFILES["results"] = (
     "RESULTS profile: the default profile on 3 seeds (docs/results; `make results`)",
     {"seeds": "[0, 1, 2]"},
+)
+PROFILES["gc_large"] = (
+    "GC_LARGE profile: pointmaze-large-navigate on OGBench's recipe data and a larger budget"
+    " (docs/results/gc_large; `make gc-large` runs its goal-conditioned jobs only)",
+    {
+        "gc_envs": "[pointmaze-large-navigate]",
+        "gc_dataset.generate.episodes": "1000",
+        "train_gc.steps": "50000",
+        "train_gc.hidden": "[256, 256, 256]",
+        "gc_evaluate.episodes": "10",
+    },
 )
 
 

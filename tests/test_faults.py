@@ -95,6 +95,19 @@ FAULTS = [
      "NonFiniteLossError; no checkpoint"),
     ("checkpoint write fails half-way", "test_algorithms.py::test_save_checkpoint_failure_keeps_old_file_and_leaves_no_temp",
      "old file kept, no temp file"),
+    # the goal-conditioned half (OGBench)
+    ("train_gc dies after a checkpoint (CFGRL, Gaussian GCBC)", "test_gc.py::test_killed_train_gc_resumes_to_the_same_weights",
+     "resumes with optimiser, RNG and step: same weights as an uninterrupted run"),
+    ("OGBench download: 404, truncated, not an npz, missing keys, lengths, no final terminal, NaN",
+     "test_gc.py::test_ogbench_download_failure_is_a_dataset_error_and_leaves_nothing",
+     "DatasetError naming the file; no dataset, no stats, no .part file"),
+    ("same gc_dataset params twice / another seed", "test_gc.py::test_generation_is_seeded_and_byte_identical",
+     "byte-identical OGBench arrays; another seed gives other data"),
+    ("unknown goal-conditioned env / generation without an oracle",
+     "test_gc.py::test_unknown_gc_env_and_generation_without_an_oracle_are_clear_errors", "ParamsError naming the env"),
+    ("goal-conditioned policy for another env's sizes", "test_gc.py::test_gc_checkpoint_for_another_env_is_rejected",
+     "ValueError naming the sizes, before any rollout; no outputs"),
+    ("unknown --algo", "test_gc.py::test_gc_stage_clis_end_to_end", "exit != 0 naming the value"),
 ]  # fmt: skip
 
 

@@ -90,8 +90,11 @@ def tiny_repo(tmp_path_factory) -> Path:
 
 def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
     ran = _ran_stages(tiny_repo.joinpath("first_repro.log").read_text())
-    for stage in ["dataset", "label", "train_cfgrl", "train_awr", "train_awf", "evaluate", "plot"]:
+    for stage in ["dataset", "label", "train_cfgrl", "train_awr", "train_awf", "evaluate", "plot",
+                  "gc_dataset", "train_gc", "gc_evaluate", "gc_plot"]:  # fmt: skip
         assert any(s.startswith(stage + "@") for s in ran), (stage, ran)
+    gc_episodes = pd.read_csv(tiny_repo / "data/gc_evaluate/pointmaze-medium-navigate/seed0/episodes.csv")
+    assert set(gc_episodes.method) == {"cfgrl", "flow_gcbc", "gcbc", "data_policy"}
     ev = tiny_repo / "data/evaluate/cheetah-run/seed0"
     episodes = pd.read_csv(ev / "episodes.csv")
     p = load_params(tiny_repo / "params.yaml")
@@ -131,6 +134,17 @@ def test_editing_w_list_reruns_only_evaluate_plot_and_aggregate(tiny_repo):
     assert sorted(_ran_stages(out)) == ["aggregate", "evaluate@cheetah-run-0", "plot@cheetah-run"], out
     summary = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/summary.csv")
     assert sorted(summary.setting[summary.method == "cfgrl"]) == [0.0, 2.0]
+
+
+def test_editing_gc_w_list_reruns_only_gc_evaluate_gc_plot_and_aggregate(tiny_repo):
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    params["gc_evaluate"]["guidance_ws"] = [0.0, 1.0, 2.0, 3.0]
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run(["dvc", "repro"], tiny_repo).stdout
+    gc = "pointmaze-medium-navigate"
+    assert sorted(_ran_stages(out)) == ["aggregate", f"gc_evaluate@{gc}-0", f"gc_plot@{gc}"], out
+    summary = pd.read_csv(tiny_repo / f"data/gc_evaluate/{gc}/seed0/summary.csv")
+    assert sorted(summary.w[summary.method == "cfgrl"].unique()) == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_editing_a_dataset_param_invalidates_the_dataset_and_downstream(tiny_repo):

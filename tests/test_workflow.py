@@ -97,11 +97,16 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
     args = ["--configfile", f"profiles/{profile}.yaml"] if profile else []
     counts = job_counts(dry_run(REPO, *args))
     per_seed = ("label", "train_cfgrl", "train_awr", "train_awf", "evaluate")
+    gc = 1  # every profile has one goal-conditioned env
     assert counts == {
         "dataset": envs,
         **dict.fromkeys(per_seed, envs * seeds),
         "plot": envs,
         "aggregate": 1,
+        "gc_dataset": gc,
+        "train_gc": gc * seeds * 3,
+        "gc_evaluate": gc * seeds,
+        "gc_plot": gc,
         "all": 1,
     }
 
@@ -113,7 +118,7 @@ def test_snakemake_and_dvc_build_the_same_dag():
     stages = dvc_stages(REPO)
     all_outs = set().union(*(s["outs"] for s in stages))
     by_outs = {frozenset(s["outs"]): s for s in stages}
-    assert len(jobs) == len(stages) == 15, (len(jobs), len(stages))
+    assert len(jobs) == len(stages) == 15 + 6, (len(jobs), len(stages))  # + the goal-conditioned env's 6
     for job in jobs:
         stage = by_outs.get(frozenset(job["output"]))
         assert stage is not None, f"no dvc stage writes {sorted(job['output'])}"
@@ -247,8 +252,8 @@ def test_parallel_jobs_track_to_one_mlflow_db_without_lock_errors(tiny2_run):
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
     runs = db.execute("select status from runs").fetchall()
-    # dataset + 5 per-seed stages x 2 seeds + plot + aggregate
-    assert len(runs) == 1 + 5 * 2 + 1 + 1 and {r[0] for r in runs} == {"FINISHED"}
+    # dataset + 5 per-seed stages x 2 seeds + plot + aggregate; gc_dataset + 4 per seed x 2 + gc_plot
+    assert len(runs) == 1 + 5 * 2 + 1 + 1 + 1 + 4 * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
 
 
 def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
@@ -277,6 +282,9 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
     per_seed = ["label", "train_cfgrl", "train_awr", "train_awf", "evaluate"]
     expected = ["dataset@cheetah-run", "plot@cheetah-run", "aggregate"]
     expected += [f"{s}@cheetah-run-{seed}" for s in per_seed for seed in (0, 1)]
+    gc = "pointmaze-medium-navigate"
+    expected += [f"gc_dataset@{gc}", f"gc_plot@{gc}"] + [f"gc_evaluate@{gc}-{seed}" for seed in (0, 1)]
+    expected += [f"train_gc@{gc}-{seed}-{a}" for seed in (0, 1) for a in ("cfgrl", "flow_gcbc", "gcbc")]
     assert sorted(ran) == sorted(expected), out
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
@@ -285,7 +293,8 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
         "select r.status, r.start_time, r.end_time, t.value from runs r join tags t"
         " on r.run_uuid = t.run_uuid where t.key = 'seed'"
     ).fetchall()
-    assert len(runs) == 5 * 2  # the per-seed stages
+    runs = [r for r in runs if r[3] in ("0", "1")]
+    assert len(runs) == 5 * 2 + 4 * 2  # the per-seed stages
     # wave 2 ran the two seeds' branches at the same time: their spans overlap
     span = {s: [(a, b) for _, a, b, seed in runs if seed == s] for s in ("0", "1")}
     starts = {s: min(a for a, _ in span[s]) for s in span}
@@ -308,13 +317,21 @@ def test_parallel_repro_outputs_equal_the_snakemake_runs(tiny2_dvc, tiny2_run):
 
 
 def test_repro_waves_and_jobs():
-    from pipeline_steps.config import load_params
-    from pipeline_steps.repro import BRANCH_STAGES, default_jobs, repro, waves
+    from pipeline_steps.config import GC_ALGOS, load_params
+    from pipeline_steps.repro import BRANCH_STAGES, GC_BRANCH_STAGES, default_jobs, repro, waves
 
     p = load_params(REPO / "profiles" / "results.yaml")
     datasets, branches = waves(p)
-    assert datasets == [["dataset@walker-run"], ["dataset@cheetah-run"]]
-    assert len(branches) == 6 and branches[5] == [
+    gc = "pointmaze-medium-navigate"
+    assert datasets == [["dataset@walker-run"], ["dataset@cheetah-run"], [f"gc_dataset@{gc}"]]
+    assert len(branches) == 6 + 3 and branches[8] == [
+        "--single-item",
+        f"train_gc@{gc}-2-cfgrl",
+        f"train_gc@{gc}-2-flow_gcbc",
+        f"train_gc@{gc}-2-gcbc",
+        f"gc_evaluate@{gc}-2",
+    ]
+    assert branches[5] == [
         "--single-item",
         "label@cheetah-run-2",
         "train_cfgrl@cheetah-run-2",
@@ -324,7 +341,9 @@ def test_repro_waves_and_jobs():
     ]
     # a branch is every per-(env, seed) stage of dvc.yaml, in the file's (upstream-first) order
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert list(BRANCH_STAGES) == [name for name, s in stages.items() if "matrix" in s]
+    matrix = [name for name, s in stages.items() if "matrix" in s]
+    assert list(BRANCH_STAGES) + list(GC_BRANCH_STAGES) == matrix
+    assert stages["train_gc"]["matrix"]["algo"] == list(GC_ALGOS)
     assert default_jobs(0) == 1  # threads 0 takes every core: one branch at a time
     assert default_jobs(1) == len(os.sched_getaffinity(0)) and default_jobs(10**6) == 1
     with pytest.raises(ValueError, match="at least 1, got 0"):
@@ -348,8 +367,10 @@ def test_repro_failed_branch_lets_its_wave_finish_then_stops(monkeypatch):
         driver.repro(p, 2)
     # every branch of the failed wave ran; the final plain `dvc repro` did not
     branches = [f"evaluate@{e}-{s}" for e in ("walker-run", "cheetah-run") for s in (0, 1, 2)]
-    assert sorted(calls[:2]) == ["dataset@cheetah-run", "dataset@walker-run"]
-    assert sorted(calls[2:]) == sorted(branches)
+    branches += [f"gc_evaluate@pointmaze-medium-navigate-{s}" for s in (0, 1, 2)]
+    datasets = ["dataset@cheetah-run", "dataset@walker-run", "gc_dataset@pointmaze-medium-navigate"]
+    assert sorted(calls[:3]) == datasets
+    assert sorted(calls[3:]) == sorted(branches)
     assert "all" not in calls
     calls.clear()
     driver.repro(p, 1)  # one job: just the plain `dvc repro`

@@ -3,13 +3,16 @@ rule aggregate:
     input:
         code=["pipeline_steps/aggregate.py", "pipeline_steps/plot.py"],
         plots=[f for env in ENVS for f in plot_outputs(env)],
+        gc_plots=[f for env in GC_ENVS for f in gc_plot_outputs(env)],
     output:
+        gc_results="data/aggregate/gc_results.csv",
         results="data/aggregate/results.csv",
         summary="data/aggregate/summary.csv",
         summary_md="data/aggregate/summary.md",
         figure="data/aggregate/return_vs_w.png",
     params:
         envs=ENVS,
+        gc_envs=GC_ENVS,
         seeds=SEEDS,
         args=PARAMS_ARG,
     conda:

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir).parent))  # the repo root: pipeline_steps
 
 from pipeline_steps import tracking
-from pipeline_steps.config import ParamsError, load_params, parse_params
+from pipeline_steps.config import GC_ALGOS, ParamsError, load_params, parse_params
 
 # The params file the stage CLIs read: params.yaml, or the single --configfile given on the command line
 # (a complete params file, e.g. profiles/tiny2.yaml). Values given with --config would reach Snakemake
@@ -90,3 +90,17 @@ PLOT_FILES = [
 
 def plot_outputs(env):
     return [f"data/plots/{env}/{f}" for f in PLOT_FILES]
+
+
+# the goal-conditioned half (rules/gc.smk)
+GC_ENVS = P.gc_envs
+GC_ALGOS = list(GC_ALGOS)  # pipeline_steps.config.GC_ALGOS: the train_gc policies
+
+
+def gc_evaluate_outputs(env, seed):
+    d = f"data/gc_evaluate/{env}/seed{seed}"
+    return [f"{d}/episodes.csv", f"{d}/summary.csv", f"{d}/trajectories.npz", f"{d}/metrics.json"]
+
+
+def gc_plot_outputs(env):
+    return [f"data/gc_plots/{env}/{f}" for f in ("results.csv", "success_vs_w.png", "trajectories.png")]

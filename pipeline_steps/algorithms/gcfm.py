@@ -1,0 +1,114 @@
+"""Goal-conditioned CFGRL and flow GCBC: goal-conditioned flow matching, no value function.
+
+Paper Sec. 6 (Table 3); the authors' OGBench agents `cfgrl.py` / `gcfbc.py` (method.md §8). The
+condition is the goal g itself: one velocity network v(s, g, x_t, t) learns the goal-conditioned
+policy pi(a|s, g) and, with g replaced by a learned null-goal vector, the unconditional pi(a|s).
+Guided sampling
+    v = v(s, null) + w (v(s, g) - v(s, null))
+follows pi(a|s) p(g|s, a)^w: w = 0 is flow BC, w = 1 flow GCBC, w > 1 improves further.
+    x_1 = a, x_0 ~ N(0, I), t ~ U[0, 1], x_t = (1 - t) x_0 + t x_1
+    g~ = null with probability p (goal_dropout, one Bernoulli per sample), else g
+    L = mean_{batch, action dims} (v(s, g~, x_t, t) - (x_1 - x_0))^2
+    sampling: n Euler steps t_i = i / n, x <- x + v / n, clip to [-1, 1]
+Network: MLP on concat[s, g, x_t, t] with t the raw scalar (no embedding), GELU, no LayerNorm.
+Flow GCBC is the same network and loss with goal_dropout = 0, sampled from v(s, g) alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, mlp
+from pipeline_steps.config import TrainGcParams
+
+
+class GoalVelocityNet(nn.Module):
+    """v(s, g, x_t, t): MLP on concat[s, g~, x_t, t] -> [B, A], g~ = the null-goal vector where `null`."""
+
+    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden: list[int]):
+        super().__init__()
+        self.null_goal = nn.Parameter(torch.zeros(goal_dim))  # learned; trained only through dropout
+        self.net = mlp(
+            obs_dim + goal_dim + act_dim + 1, hidden, act_dim, layer_norm=False, activation=nn.GELU
+        )
+
+    def forward(self, obs, goal, x_t, t, null) -> torch.Tensor:
+        """obs [B, O], goal [B, G], x_t [B, A], t [B], null [B] bool -> [B, A]."""
+        goal = torch.where(null[:, None], self.null_goal.expand_as(goal), goal)  # [B, G]
+        return self.net(torch.cat([obs, goal, x_t, t[:, None]], -1))
+
+
+class GCFlow(nn.Module):
+    """Goal-conditioned CFGRL (goal_dropout > 0) or flow GCBC (goal_dropout = 0)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        goal_dim: int,
+        act_dim: int,
+        cfg: TrainGcParams,
+        goal_dropout: float,
+        compile=False,
+    ):
+        super().__init__()
+        self.cfg, self.act_dim, self.goal_dropout = cfg, act_dim, goal_dropout
+        self.obs_norm = ObsNormalizer(obs_dim)  # identity: the authors' agents see raw observations
+        self.velocity = GoalVelocityNet(obs_dim, goal_dim, act_dim, cfg.hidden)
+        self.optimizer = torch.optim.Adam(self.velocity.parameters(), lr=cfg.lr, fused=True)
+        self.gradient_step = GradientStep(self.loss, self.optimizer, compile)
+
+    # ---- loss ---------------------------------------------------------------------------------
+    def loss(self, batch, x_0, t, null) -> tuple[torch.Tensor, dict]:
+        """L = mean (v(s, g~, x_t, t) - (x_1 - x_0))^2; the noise (x_0, t, null) is drawn by `update`."""
+        obs, goal, x_1 = batch["observations"], batch["goals"], batch["actions"]  # [B, O], [B, G], [B, A]
+        x_t = (1 - t[:, None]) * x_0 + t[:, None] * x_1  # [B, A]
+        err = (self.velocity(obs, goal, x_t, t, null) - (x_1 - x_0)).square().mean(-1)  # [B]
+        loss = err.mean()
+        nullf = null.float()
+        return loss, {
+            "actor/loss": loss,
+            "actor/flow_loss_null": (err * nullf).sum() / nullf.sum().clamp_min(1),
+            "actor/null_frac": nullf.mean(),
+        }
+
+    def update(self, batch: dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
+        B = len(batch["actions"])
+        x_0 = torch.randn(B, self.act_dim, generator=generator)  # [B, A]
+        t = torch.rand(B, generator=generator)  # [B], t ~ U[0, 1]
+        null = torch.rand(B, generator=generator) < self.goal_dropout  # [B], Bernoulli(p) per sample
+        return self.gradient_step(batch, x_0, t, null)
+
+    # ---- sampling -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def guided_velocity(self, obs, goal, x, t: float, w) -> torch.Tensor:
+        """v(s, null) + w (v(s, g) - v(s, null)), both branches in one forward pass: [B, A]."""
+        B = len(obs)
+        null = torch.cat([torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)])  # [2B]
+        t2 = torch.full((2 * B,), t)
+        v_null, v_goal = self.velocity(obs.repeat(2, 1), goal.repeat(2, 1), x.repeat(2, 1), t2, null).chunk(2)
+        return v_null + w * (v_goal - v_null)
+
+    @torch.no_grad()
+    def goal_velocity(self, obs, goal, x, t: float) -> torch.Tensor:
+        """v(s, g) alone (flow GCBC): [B, A]."""
+        null = torch.zeros(len(obs), dtype=torch.bool)
+        return self.velocity(obs, goal, x, torch.full((len(obs),), t), null)
+
+    @torch.no_grad()
+    def sample_actions(self, obs, goal, w=None, noise=None, generator=None) -> torch.Tensor:
+        """Euler-integrate the flow from x_0 ~ N(0, I): obs [B, O], goal [B, G], w scalar or [B] (None:
+        the goal-conditioned flow alone, as flow GCBC samples) -> a [B, A] in [-1, 1]."""
+        obs = self.obs_norm(obs)
+        B, n = len(obs), self.cfg.flow_steps
+        x = noise if noise is not None else torch.randn(B, self.act_dim, generator=generator)
+        if w is not None:
+            w = torch.as_tensor(w, dtype=obs.dtype).reshape(-1, 1)  # [1, 1] or [B, 1]
+        for i in range(n):
+            v = (
+                self.goal_velocity(obs, goal, x, i / n)
+                if w is None
+                else self.guided_velocity(obs, goal, x, i / n, w)
+            )
+            x = x + v / n
+        return x.clamp(-1.0, 1.0)

@@ -1,0 +1,357 @@
+"""Stage `gc_dataset`: the OGBench dataset of one goal-conditioned env (method.md §8).
+
+Sources (params `gc_dataset.source`):
+- `generate`: OGBench's published recipe, made here with the scripted noisy oracles that ship in the
+  package. pointmaze (`navigate`, `stitch`): the unit direction from the agent's xy to the oracle
+  subgoal (`get_oracle_subgoal`, a BFS over maze cells, memoised per (cell, goal cell): the same
+  arrays, several times faster) plus N(0, maze_noise^2) per dim, clipped to [-1, 1]; navigate draws a
+  new goal (a non-corridor cell) on every success. cube (`play`): OGBench's CubePlanOracle with
+  manip_noise / manip_noise_smoothing, a new target whenever the oracle is done. Seeded (OGBench's
+  own generators seed nothing): the same params give byte-identical arrays.
+- `download`: `{base_url}/<name>-v0.npz` and `<name>-v0-val.npz`, verified (a zip, OGBench's keys,
+  consistent lengths, finite values) and kept in `cache_dir`; a 404, truncated, non-npz or incomplete
+  file is a DatasetError naming it, and nothing is left behind.
+
+Outputs, data/gc_dataset/<env>/:
+  minari/                      the training episodes, the pipeline's one storage convention (Minari,
+                               per state infos qpos / qvel [/ button_states]); what train_gc reads
+  ogbench/<name>-v0.npz        the same data in OGBench's format (and `-val.npz`, 1/10 of the
+                               episodes), read unchanged by `ogbench.load_dataset` and
+                               `ogbench.make_env_and_datasets(..., dataset_path=...)`
+  stats.json                   size, generation speed, the data policy's success rate (DVC metrics)
+
+OGBench's recipes (episodes x steps per episode, + 1/10 for validation): pointmaze medium / large /
+teleport navigate 1000 x 1001, giant navigate 500 x 2001, stitch 5000 x 201; cube / scene / puzzle
+play 1000 x 1001. params.yaml's defaults are smaller (CPU budget): see its comments.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline_steps import gc_envs, paths, stage
+from pipeline_steps.config import GcDatasetParams, Params
+from pipeline_steps.data import (
+    DatasetError,
+    Episode,
+    atomic_output,
+    remove_tree,
+    write_json_atomic,
+    write_minari,
+)
+
+log = logging.getLogger(__name__)
+
+OGBENCH_KEYS = ("observations", "actions", "terminals")  # what every OGBench file has
+INFO_KEYS = ("qpos", "qvel", "button_states")  # per-state extras (button_states: scene / puzzle)
+
+
+# --------------------------------------------------------------------------------------------
+# generate: OGBench's recipes with the package's oracles, seeded
+# --------------------------------------------------------------------------------------------
+def maze_cells(maze_map: np.ndarray) -> tuple[list, list]:
+    """All free cells, and the free cells that are not corridor cells (OGBench's goal cells)."""
+    all_cells, vertex_cells = [], []
+    for i in range(maze_map.shape[0]):
+        for j in range(maze_map.shape[1]):
+            if maze_map[i, j]:
+                continue
+            all_cells.append((i, j))
+            vertical = maze_map[i - 1, j] == 0 and maze_map[i + 1, j] == 0 and maze_map[i, j - 1] == 1
+            vertical = vertical and maze_map[i, j + 1] == 1
+            horizontal = maze_map[i, j - 1] == 0 and maze_map[i, j + 1] == 0 and maze_map[i - 1, j] == 1
+            horizontal = horizontal and maze_map[i + 1, j] == 1
+            if not (vertical or horizontal):
+                vertex_cells.append((i, j))
+    return all_cells, vertex_cells
+
+
+def cells_at_distance(maze_map: np.ndarray, start: tuple[int, int], steps: int) -> list:
+    """Free cells exactly `steps` BFS moves from `start` (the stitch recipe's goal cells)."""
+    dist = {start: 0}
+    queue = [start]
+    while queue:
+        i, j = queue.pop(0)
+        for di, dj in ((-1, 0), (0, -1), (1, 0), (0, 1)):
+            c = (i + di, j + dj)
+            if c not in dist and maze_map[c] == 0:
+                dist[c] = dist[(i, j)] + 1
+                queue.append(c)
+    return [c for c, d in dist.items() if d == steps]
+
+
+class MemoSubgoal:
+    """env.get_oracle_subgoal(xy, goal_xy), which runs a Python BFS on every call, memoised: its result
+    depends on the cells of xy and goal_xy only."""
+
+    def __init__(self, maze_env):
+        self.env, self.cache = maze_env, {}
+
+    def __call__(self, xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
+        key = (self.env.xy_to_ij(xy), self.env.xy_to_ij(goal_xy))
+        if key not in self.cache:
+            self.cache[key] = self.env.get_oracle_subgoal(xy, goal_xy)[0]
+        return self.cache[key]
+
+
+def record(observations, actions, infos, ob, action, info) -> None:
+    """Append one step: the state before it (as OGBench stores rows) and the action taken."""
+    observations.append(ob)
+    actions.append(np.asarray(action, np.float32))
+    for k in INFO_KEYS:
+        if f"prev_{k}" in info:
+            infos.setdefault(k, []).append(info[f"prev_{k}"])
+
+
+def finish(observations, actions, infos, last_ob, last_info) -> Episode:
+    """An Episode from the recorded rows plus the final state (so every row has a next state)."""
+    T = len(actions)
+    return Episode(
+        observations=np.stack([*observations, last_ob]).astype(np.float32),
+        actions=np.stack(actions).astype(np.float32),
+        rewards=np.zeros(T),
+        terminations=np.zeros(T, bool),
+        truncations=np.arange(T) == T - 1,
+        infos={k: np.stack([*v, last_info[k]]) for k, v in infos.items()},
+    )
+
+
+def generate_maze(name: str, n_episodes: int, steps: int, noise: float, seed: int, bar) -> list[Episode]:
+    """OGBench's pointmaze recipe (data_gen_scripts/generate_locomaze.py, the point oracle)."""
+    _, kind = gc_envs.split_gc_name(name)
+    if not name.startswith("pointmaze"):
+        raise DatasetError(
+            f"{name}: local generation needs OGBench's SAC expert networks (not shipped); use source download"
+        )
+    env = gc_envs.make_gc_env(name, terminate_at_goal=False, max_episode_steps=steps)
+    maze = env.unwrapped
+    np.random.seed(seed)  # OGBench's env (start / goal jitter, reset steps) draws from np.random
+    env.action_space.seed(seed)
+    rng = np.random.default_rng(seed)  # the data policy's own noise
+    subgoal = MemoSubgoal(maze)
+    all_cells, vertex_cells = maze_cells(maze.maze_map)
+    episodes = []
+    for ep_idx in range(n_episodes):
+        init_ij = all_cells[rng.integers(len(all_cells))]
+        if kind == "stitch":
+            near = cells_at_distance(maze.maze_map, init_ij, 4)
+            goal_ij = near[rng.integers(len(near))] if near else init_ij
+        else:
+            goal_ij = vertex_cells[rng.integers(len(vertex_cells))]
+        reset_seed = seed if ep_idx == 0 else None  # one seeded stream for the whole dataset
+        ob, info = env.reset(seed=reset_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
+        observations, actions, infos = [], [], {}
+        done = False
+        while not done:
+            xy = maze.get_xy()
+            direction = subgoal(xy, maze.cur_goal_xy) - xy
+            direction = direction / (np.linalg.norm(direction) + 1e-6)
+            action = np.clip(direction + rng.normal(0.0, noise, 2), -1.0, 1.0)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            record(observations, actions, infos, ob, action, info)
+            done = terminated or truncated
+            if info["success"] and kind == "navigate":
+                maze.set_goal(vertex_cells[rng.integers(len(vertex_cells))])
+            ob = next_ob
+            bar.update(1)
+        episodes.append(finish(observations, actions, infos, ob, info))
+    env.close()
+    return episodes
+
+
+def generate_cube(
+    name: str, n_episodes: int, steps: int, noise: float, smoothing: float, seed: int, bar
+) -> list[Episode]:
+    """OGBench's cube `play` recipe (data_gen_scripts/generate_manipspace.py, CubePlanOracle)."""
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+
+    base, kind = gc_envs.split_gc_name(name)
+    if not base.startswith("cube") or kind != "play":
+        raise DatasetError(f"{name}: local generation covers pointmaze and cube-*-play; use source download")
+    env = gc_envs.make_gc_env(name, terminate_at_goal=False, mode="data_collection", max_episode_steps=steps)
+    np.random.seed(seed)  # OGBench's env and oracle draw from np.random
+    env.action_space.seed(seed)
+    agent = CubePlanOracle(env=env, noise=noise, noise_smoothing=smoothing)
+    episodes = []
+    for ep_idx in range(n_episodes):
+        ob, info = env.reset(seed=seed if ep_idx == 0 else None)
+        p_stack = 0.0 if "single" in base else np.random.uniform(0.0, 0.25)
+        agent.reset(ob, info)
+        observations, actions, infos = [], [], {}
+        done = False
+        while not done:
+            action = np.clip(np.asarray(agent.select_action(ob, info)), -1.0, 1.0)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            record(observations, actions, infos, ob, action, info)
+            done = terminated or truncated
+            if agent.done:
+                agent_ob, agent_info = env.unwrapped.set_new_target(p_stack=p_stack)
+                agent.reset(agent_ob, agent_info)
+            ob = next_ob
+            bar.update(1)
+        episodes.append(finish(observations, actions, infos, ob, info))
+    env.close()
+    return episodes
+
+
+def generate(name: str, cfg: GcDatasetParams) -> list[Episode]:
+    """episodes + episodes // 10 (at least 1) episodes of `episode_steps` steps: train, then validation."""
+    g = cfg.generate
+    n = g.episodes + max(1, g.episodes // 10)
+    with tqdm(total=n * g.episode_steps, desc=f"generate {name}", unit="step", mininterval=2.0) as bar:
+        if gc_envs.is_maze(name):
+            return generate_maze(name, n, g.episode_steps, g.maze_noise, cfg.seed, bar)
+        return generate_cube(name, n, g.episode_steps, g.manip_noise, g.manip_noise_smoothing, cfg.seed, bar)
+
+
+# --------------------------------------------------------------------------------------------
+# OGBench's file format <-> episodes
+# --------------------------------------------------------------------------------------------
+def to_ogbench(episodes: list[Episode]) -> dict[str, np.ndarray]:
+    """OGBench's arrays: one row per recorded step (the state before it, its action), terminals 1 on
+    the last row of each episode (as OGBench's generators write them)."""
+    out = {
+        "observations": np.concatenate([ep.observations[:-1] for ep in episodes]).astype(np.float32),
+        "actions": np.concatenate([ep.actions for ep in episodes]).astype(np.float32),
+        "terminals": np.concatenate([np.arange(len(ep.actions)) == len(ep.actions) - 1 for ep in episodes]),
+    }
+    for k in episodes[0].infos or {}:
+        out[k] = np.concatenate([ep.infos[k][:-1] for ep in episodes]).astype(np.float32)
+    return out
+
+
+def from_ogbench(path: Path) -> list[Episode]:
+    """Episodes of an OGBench .npz file, checked: a readable npz with OGBench's keys and qpos, arrays of
+    one length, terminals ending every episode, finite values. An episode of L rows has L - 1
+    transitions (the last row's action has no next state)."""
+    try:
+        with np.load(path) as z:
+            keys = set(z.files)
+            missing = [k for k in (*OGBENCH_KEYS, "qpos") if k not in keys]
+            if missing:
+                raise DatasetError(
+                    f"{path}: not an OGBench dataset, missing keys {missing} (has {sorted(keys)})"
+                )
+            arrays = {k: z[k] for k in (*OGBENCH_KEYS, *INFO_KEYS) if k in keys}
+    except DatasetError:
+        raise
+    except Exception as err:  # zipfile / pickle errors of a truncated or foreign file
+        raise DatasetError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from err
+    n = len(arrays["observations"])
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if n == 0 or any(v != n for v in lengths.values()):
+        raise DatasetError(f"{path}: arrays of different or zero lengths {lengths}")
+    terminals = arrays["terminals"].astype(bool)
+    if not terminals[-1]:
+        raise DatasetError(f"{path}: the last row is not terminal (truncated file?)")
+    ends = np.flatnonzero(terminals) + 1
+    starts = np.concatenate([[0], ends[:-1]])
+    if np.any(ends - starts < 2):
+        raise DatasetError(f"{path}: an episode with fewer than 2 rows")
+    for k in ("observations", "actions"):
+        if not np.all(np.isfinite(arrays[k])):
+            raise DatasetError(f"{path}: {k} contain NaN or inf")
+    infos = [k for k in INFO_KEYS if k in arrays]
+    return [
+        Episode(
+            observations=arrays["observations"][s:e].astype(np.float32),
+            actions=arrays["actions"][s : e - 1].astype(np.float32),
+            rewards=np.zeros(e - 1 - s),
+            terminations=np.zeros(e - 1 - s, bool),
+            truncations=np.arange(e - 1 - s) == e - 2 - s,
+            infos={k: arrays[k][s:e] for k in infos},
+        )
+        for s, e in zip(starts, ends)
+    ]
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_output(path) as f:
+        np.savez_compressed(f, **arrays)
+
+
+def download(name: str, cfg: GcDatasetParams) -> tuple[list[Episode], list[Path]]:
+    """Fetch and check `<name>-v0.npz` and `-val.npz`, kept in cache_dir once complete (as the ExORL path:
+    a failed or cut download leaves nothing; a complete file whose content is wrong stays cached, as a
+    retry would fetch the same bytes, and the error names it so it can be deleted)."""
+    from pipeline_steps.dataset import download as fetch
+
+    files = []
+    for suffix in ("", "-val"):
+        fname = f"{gc_envs.dataset_name(name)}{suffix}.npz"
+        dest = fetch(f"{cfg.download.base_url.rstrip('/')}/{fname}", Path(cfg.download.cache_dir) / fname)
+        episodes = from_ogbench(dest)
+        files.append(dest)
+        if not suffix:
+            train = episodes
+    return train, files
+
+
+# --------------------------------------------------------------------------------------------
+# stage
+# --------------------------------------------------------------------------------------------
+def run(params: Params, name: str, out_dir: Path) -> dict:
+    """Build `name`'s dataset into out_dir (minari/, ogbench/, stats.json); return its statistics."""
+    cfg = params.gc_dataset
+    out_dir = Path(out_dir)
+    (out_dir / "stats.json").unlink(missing_ok=True)
+    for sub in ("minari", "ogbench"):
+        remove_tree(out_dir / sub)
+    start = time.perf_counter()
+    ogb_dir = out_dir / "ogbench"
+    fname = gc_envs.dataset_name(name)
+    if cfg.source == "generate":
+        episodes = generate(name, cfg)
+        n_train = cfg.generate.episodes
+        train, val = episodes[:n_train], episodes[n_train:]
+        write_npz_atomic(ogb_dir / f"{fname}.npz", to_ogbench(train))
+        write_npz_atomic(ogb_dir / f"{fname}-val.npz", to_ogbench(val))
+    else:
+        train, files = download(name, cfg)
+        ogb_dir.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(f, ogb_dir / f.name)
+    seconds = time.perf_counter() - start
+    made = episodes if cfg.source == "generate" else train  # generate: train + validation episodes
+    stats = {
+        "episodes": len(train),
+        "transitions": int(sum(len(ep.actions) for ep in train)),
+        "build_seconds": seconds,
+        "steps_per_second": sum(len(ep.actions) for ep in made) / seconds,
+        "obs_dim": int(train[0].observations.shape[1]),
+        "act_dim": int(train[0].actions.shape[1]),
+        "source": cfg.source,
+    }
+    write_json_atomic(stats, out_dir / "stats.json")
+    base, _ = gc_envs.split_gc_name(name)
+    write_minari(  # last: what train_gc reads
+        train,
+        name,
+        cfg.source,
+        out_dir / "minari",
+        description=f"OGBench {fname} ({cfg.source})",
+        gym_id=f"{base}-v0",
+    )
+    log.info("%s: %s", name, stats)
+    return stats
+
+
+def main(
+    env: str = stage.ENV,
+    params: Path = stage.PARAMS,
+    out: Path = stage.out_option("data/gc_dataset/<env>"),
+):
+    """Build the OGBench dataset of one goal-conditioned env."""
+    p = stage.load_gc(params, env)
+    out_dir = out or paths.gc_dataset_dir(env)
+    stage.tracked("gc_dataset", p, out_dir, lambda: run(p, env, out_dir), env=env)
+
+
+if __name__ == "__main__":
+    stage.cli(main)

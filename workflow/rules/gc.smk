@@ -1,0 +1,126 @@
+# The goal-conditioned half (OGBench, paper Sec. 6): dvc.yaml's gc_dataset, train_gc, gc_evaluate and
+# gc_plot stages, on the envs of params gc_envs.
+
+
+wildcard_constraints:
+    gcenv=r"[a-z0-9]+(?:-[a-z0-9]+)+",
+    algo="|".join(GC_ALGOS),
+
+
+rule gc_dataset:
+    input:
+        code=[
+            "pipeline_steps/gc_dataset.py",
+            "pipeline_steps/gc_envs.py",
+            "pipeline_steps/data.py",
+            "pipeline_steps/config.py",
+        ],
+    output:
+        minari=directory("data/gc_dataset/{gcenv}/minari"),
+        ogbench=directory("data/gc_dataset/{gcenv}/ogbench"),
+        stats="data/gc_dataset/{gcenv}/stats.json",
+    params:
+        gc_dataset=section("gc_dataset"),
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/gc_dataset/{gcenv}.log",
+    threads: THREADS
+    resources:
+        mem_mb=6000,
+        runtime=180,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc_dataset --env {wildcards.gcenv}{params.args} > {log} 2>&1"
+
+
+rule train_gc:
+    input:
+        code=[
+            "pipeline_steps/train_gc.py",
+            "pipeline_steps/gc_envs.py",
+            "pipeline_steps/config.py",
+            "pipeline_steps/data.py",
+            "pipeline_steps/training.py",
+            "pipeline_steps/algorithms/gcfm.py",
+            "pipeline_steps/algorithms/gcbc.py",
+            "pipeline_steps/algorithms/common.py",
+        ],
+        dataset="data/gc_dataset/{gcenv}/minari",
+    output:
+        policy="data/train_gc/{gcenv}/{algo}/seed{seed}/policy.pt",
+        train_log="data/train_gc/{gcenv}/{algo}/seed{seed}/train_log.csv",
+        metrics="data/train_gc/{gcenv}/{algo}/seed{seed}/metrics.json",
+    params:
+        train_gc=section("train_gc"),
+        runtime=section("runtime"),
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/train_gc/{gcenv}/{algo}/seed{seed}.log",
+    threads: THREADS
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.train_gc --env {wildcards.gcenv} --seed {wildcards.seed}"
+        " --algo {wildcards.algo}{params.args} > {log} 2>&1"
+
+
+rule gc_evaluate:
+    input:
+        code=[
+            "pipeline_steps/gc_evaluate.py",
+            "pipeline_steps/gc_envs.py",
+            "pipeline_steps/gc_dataset.py",
+            "pipeline_steps/evaluate.py",
+            "pipeline_steps/train_gc.py",
+            "pipeline_steps/config.py",
+            "pipeline_steps/training.py",
+            "pipeline_steps/algorithms/gcfm.py",
+            "pipeline_steps/algorithms/gcbc.py",
+            "pipeline_steps/algorithms/common.py",
+        ],
+        policies=expand("data/train_gc/{{gcenv}}/{algo}/seed{{seed}}/policy.pt", algo=GC_ALGOS),
+    output:
+        gc_evaluate_outputs("{gcenv}", "{seed}"),
+    params:
+        gc_evaluate=section("gc_evaluate"),
+        maze_noise=P.gc_dataset.generate.maze_noise,
+        runtime=section("runtime"),
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/gc_evaluate/{gcenv}/seed{seed}.log",
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc_evaluate --env {wildcards.gcenv} --seed {wildcards.seed}"
+        "{params.args} > {log} 2>&1"
+
+
+# dvc.yaml's gc_plot depends on the directory data/gc_evaluate/<env>: every seed's outputs
+rule gc_plot:
+    input:
+        code=["pipeline_steps/gc_plot.py"],
+        evaluate=lambda wc: [f for s in SEEDS for f in gc_evaluate_outputs(wc.gcenv, s)],
+    output:
+        gc_plot_outputs("{gcenv}"),
+    params:
+        seeds=SEEDS,
+        trajectory_task=P.gc_evaluate.trajectory_task,
+        args=PARAMS_ARG,
+    conda:
+        "../envs/cfgrl.yaml"
+    log:
+        "logs/gc_plot/{gcenv}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc_plot --env {wildcards.gcenv}{params.args} > {log} 2>&1"
