@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 _RESET_TAG, _NOISE_TAG = 17, 18  # evaluation seeds, separate from the dataset's and dm_control's
 
 # (obs [n, O], goals [n, G], env indices [n]) -> actions [n, A]
-GcActFn = "Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]"
+GcActFn = Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
 
 
 def episode_seed(tag: int, seed: int, task: int, episode: int) -> int:
@@ -48,7 +49,13 @@ def episode_seed(tag: int, seed: int, task: int, episode: int) -> int:
 
 
 def run_gc_lockstep(
-    name: str, tasks: list[int], reset_seeds: list[int], act, max_steps: int = 0, record=(), desc=None
+    name: str,
+    tasks: list[int],
+    reset_seeds: list[int],
+    act: GcActFn,
+    max_steps: int = 0,
+    record=(),
+    desc=None,
 ):
     """Reset one env per (task, reset seed), then call act(obs, goals, idx) once per control step for all
     still-running envs and step them. Returns (success [N] float, lengths [N], {i: (path [T+1, 2], goal
@@ -92,7 +99,7 @@ def run_gc_lockstep(
     )
 
 
-def run_gc_sequential(name: str, tasks: list[int], reset_seeds: list[int], act, max_steps: int = 0):
+def run_gc_sequential(name: str, tasks: list[int], reset_seeds: list[int], act: GcActFn, max_steps: int = 0):
     """The reference: the same episodes one at a time (batch of one), through the same code path."""
     results = [
         run_gc_lockstep(name, [k], [s], lambda o, g, idx, i=i: act(o, g, np.array([i])), max_steps, desc="")
@@ -101,7 +108,7 @@ def run_gc_sequential(name: str, tasks: list[int], reset_seeds: list[int], act, 
     return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
 
-def policy_act_fn(agent, ws: np.ndarray | None, noise_seeds: list[int]):
+def policy_act_fn(agent, ws: np.ndarray | None, noise_seeds: list[int]) -> GcActFn:
     """Env i samples with guidance ws[i] (None: the policy's own sampler) and its own noise stream."""
     streams = NoiseStreams(noise_seeds, agent.act_dim)
     w_all = None if ws is None else torch.as_tensor(ws, dtype=torch.float32)
@@ -113,7 +120,7 @@ def policy_act_fn(agent, ws: np.ndarray | None, noise_seeds: list[int]):
     return act
 
 
-def data_policy_act_fn(name: str, noise: float, noise_seeds: list[int]):
+def data_policy_act_fn(name: str, noise: float, noise_seeds: list[int]) -> GcActFn:
     """The noisy maze oracle that made the dataset (gc_dataset.generate_maze), acting towards the
     evaluation goal: the ceiling to read the learned policies against."""
     env = gc_envs.make_gc_env(name)

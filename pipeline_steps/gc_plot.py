@@ -6,7 +6,8 @@ Reads data/gc_evaluate/<env>/seed*/episodes.csv (+ trajectories.npz). Writes to 
   trajectories.png   the path of one episode (seed 0, task trajectory_task) at each trajectory w: the
                      agent in the maze, or the first cube's xy
   results.csv        per method / w / task: success rate, over seeds (mean of per-seed rates, 95%
-                     t-interval across seeds) or, with one seed, over episodes (Wilson interval)
+                     t-interval across seeds, clipped to [0, 1]) or, with one seed, over episodes
+                     (Wilson interval)
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def results(episodes: pd.DataFrame) -> pd.DataFrame:
     ep["task"] = ep["task"].astype(str)
     for (method, w, task), g in ep.groupby(["method", "w", "task"], dropna=False):
         per_seed = g.groupby("seed")["success"].mean().to_numpy()
-        if len(per_seed) > 1:
+        if len(per_seed) > 1:  # t-interval over seed means, clipped to the [0, 1] a rate lives in
             half = ci95(per_seed)
-            lo, hi, over = per_seed.mean() - half, per_seed.mean() + half, "seeds"
+            lo, hi, over = max(0.0, per_seed.mean() - half), min(1.0, per_seed.mean() + half), "seeds"
         else:
             (lo, hi), over = wilson(g["success"].sum(), len(g)), "episodes"
         rows.append(

@@ -454,3 +454,22 @@ def test_cube_generation_is_seeded_and_gives_cube_goals():
     # the cube's centred, x10-scaled xyz: qpos[14:17] of the stored states
     want = (a[0].infos["qpos"][:, 14:17] - np.array([0.425, 0.0, 0.0])) * 10
     np.testing.assert_allclose(data["goal_reps"].numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_gc_results_average_seed_rates_and_keep_intervals_in_the_unit_range():
+    from pipeline_steps.gc_plot import results
+
+    rows = []
+    for seed, succ in ((0, [1, 0, 0, 0]), (1, [1, 0, 1, 0]), (2, [0, 0, 0, 0])):
+        for e, s in enumerate(succ):
+            rows.append(
+                {"method": "cfgrl", "w": 3.0, "task": 1 + e % 2, "episode": e, "seed": seed, "success": s}
+            )
+    res = results(pd.DataFrame(rows))
+    overall = res[res.task == "all"].iloc[0]
+    assert overall.success == pytest.approx(np.mean([0.25, 0.5, 0.0])) and overall.seeds == 3
+    assert (
+        overall.ci_over == "seeds" and 0.0 <= overall.success_lo < overall.success < overall.success_hi <= 1.0
+    )
+    task2 = res[res.task == "2"].iloc[0]  # every seed 0 on task 2: a zero-width interval at 0
+    assert (task2.success, task2.success_lo, task2.success_hi) == (0.0, 0.0, 0.0)

@@ -95,6 +95,8 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
         assert any(s.startswith(stage + "@") for s in ran), (stage, ran)
     gc_episodes = pd.read_csv(tiny_repo / "data/gc_evaluate/pointmaze-medium-navigate/seed0/episodes.csv")
     assert set(gc_episodes.method) == {"cfgrl", "flow_gcbc", "gcbc", "data_policy"}
+    md = (tiny_repo / "data/aggregate/summary.md").read_text()
+    assert "| pointmaze-medium-navigate | 1 | " in md and "flow GCBC" in md  # both halves in one summary
     ev = tiny_repo / "data/evaluate/cheetah-run/seed0"
     episodes = pd.read_csv(ev / "episodes.csv")
     p = load_params(tiny_repo / "params.yaml")
