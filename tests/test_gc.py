@@ -414,31 +414,15 @@ def test_wilson_interval():
     assert lo < 0.5 < hi and hi - 0.5 == pytest.approx(0.5 - lo)
 
 
-def test_gc_stage_clis_end_to_end(tmp_path):
-    """gc_dataset -> train_gc x 3 -> gc_evaluate -> gc_plot through their CLIs on the tiny profile."""
+def test_train_gc_cli_refuses_an_unknown_algo(tmp_path):
+    """(The stage CLIs themselves run end to end in test_pipeline's dvc repro of the tiny profile.)"""
     copy_repo(tmp_path, profile="tiny", git=False)
-    py = sys.executable
-    run_tool([py, "-m", "pipeline_steps.gc_dataset", "--env", MAZE], tmp_path)
-    for algo in train_gc.ALGOS:
-        run_tool(
-            [py, "-m", "pipeline_steps.train_gc", "--env", MAZE, "--seed", "0", "--algo", algo], tmp_path
-        )
-    run_tool([py, "-m", "pipeline_steps.gc_evaluate", "--env", MAZE, "--seed", "0"], tmp_path)
-    run_tool([py, "-m", "pipeline_steps.gc_plot", "--env", MAZE], tmp_path)
-    ev = tmp_path / "data" / "gc_evaluate" / MAZE / "seed0"
-    episodes = pd.read_csv(ev / "episodes.csv")
-    assert set(episodes.method) == {"cfgrl", "flow_gcbc", "gcbc", "data_policy"}
-    assert episodes.success.isin([0.0, 1.0]).all()
-    res = pd.read_csv(tmp_path / "data" / "gc_plots" / MAZE / "results.csv")
-    assert {"success", "success_lo", "success_hi"} <= set(res.columns)
-    for f in ("success_vs_w.png", "trajectories.png"):
-        assert (tmp_path / "data" / "gc_plots" / MAZE / f).stat().st_size > 10_000
     bad = run_tool(
-        [py, "-m", "pipeline_steps.train_gc", "--env", MAZE, "--seed", "0", "--algo", "sac"],
+        [sys.executable, "-m", "pipeline_steps.train_gc", "--env", MAZE, "--seed", "0", "--algo", "sac"],
         tmp_path,
         check=False,
     )
-    assert bad.returncode != 0 and "sac" in bad.stderr
+    assert bad.returncode != 0 and "sac" in bad.stderr and not (tmp_path / "data" / "train_gc").exists()
 
 
 def test_cube_generation_is_seeded_and_gives_cube_goals():
@@ -473,3 +457,40 @@ def test_gc_results_average_seed_rates_and_keep_intervals_in_the_unit_range():
     )
     task2 = res[res.task == "2"].iloc[0]  # every seed 0 on task 2: a zero-width interval at 0
     assert (task2.success, task2.success_lo, task2.success_hi) == (0.0, 0.0, 0.0)
+
+
+def test_sigkilled_train_gc_cli_leaves_only_its_resume_checkpoint_and_resumes(maze_data, tmp_path):
+    """The CLI process killed (SIGKILL) after a resume checkpoint: no policy.pt (what gc_evaluate reads),
+    no log or metrics, only resume.pt; the rerun resumes from its step and writes the policy."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    import yaml
+    from conftest import raw_params, tool_env
+    from test_faults import wait_for
+
+    out, _ = maze_data
+    raw = raw_params(
+        {"gc_envs": [MAZE], "runtime.threads": 1, "runtime.compile": False, "runtime.checkpoint_every": 50,
+         "train_gc.steps": 5000, "train_gc.hidden": [16], "train_gc.batch_size": 16, "train_gc.log_every": 50}
+    )  # fmt: skip
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copytree(out / "minari", tmp_path / "data" / "gc_dataset" / MAZE / "minari")
+    cmd = [sys.executable, "-m", "pipeline_steps.train_gc", "--env", MAZE, "--seed", "0", "--algo", "cfgrl"]
+    cmd += ["--params", "p.yaml"]
+    run_dir = tmp_path / "data" / "train_gc" / MAZE / "cfgrl" / "seed0"
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=tool_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    wait_for(proc, (run_dir / RESUME_FILE).exists, "resume.pt written")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert {f.name for f in run_dir.iterdir() if not f.name.startswith(".")} == {RESUME_FILE}
+    step = torch.load(run_dir / RESUME_FILE, weights_only=False)["step"]
+    done = run_tool(cmd, tmp_path)
+    assert f"resuming at step {step}" in done.stderr
+    assert (run_dir / "policy.pt").exists() and not (run_dir / RESUME_FILE).exists()
+    assert train_gc.load_gc_policy(run_dir / "policy.pt").algo == "cfgrl"

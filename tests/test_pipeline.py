@@ -95,6 +95,11 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
         assert any(s.startswith(stage + "@") for s in ran), (stage, ran)
     gc_episodes = pd.read_csv(tiny_repo / "data/gc_evaluate/pointmaze-medium-navigate/seed0/episodes.csv")
     assert set(gc_episodes.method) == {"cfgrl", "flow_gcbc", "gcbc", "data_policy"}
+    assert gc_episodes.success.isin([0.0, 1.0]).all()
+    gc_plots = tiny_repo / "data/gc_plots/pointmaze-medium-navigate"
+    assert {"success", "success_lo", "success_hi"} <= set(pd.read_csv(gc_plots / "results.csv").columns)
+    for png in ("success_vs_w.png", "trajectories.png"):
+        assert (gc_plots / png).stat().st_size > 10_000
     md = (tiny_repo / "data/aggregate/summary.md").read_text()
     assert "| pointmaze-medium-navigate | 1 | " in md and "flow GCBC" in md  # both halves in one summary
     ev = tiny_repo / "data/evaluate/cheetah-run/seed0"
