@@ -208,6 +208,10 @@ class EvaluateParams(_Strict):
 
 
 class RuntimeParams(_Strict):
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        description="where networks, minibatches and flow noise live (auto: cuda if torch sees a GPU); "
+        "the physics of data collection and evaluation always runs on the CPU"
+    )
     threads: NonNegInt = Field(description="torch threads per stage process (0 = torch default: all cores)")
     compile: bool = Field(description="torch.compile the update steps (falls back to eager on failure)")
     checkpoint_every: NonNegInt = Field(

@@ -35,7 +35,7 @@ from pipeline_steps.rollouts import ActFn, run_lockstep
 from pipeline_steps.train_awf import load_awf
 from pipeline_steps.train_awr import load_policies
 from pipeline_steps.train_cfgrl import load_policy
-from pipeline_steps.training import clear_outputs, setup_torch, write_csv_atomic
+from pipeline_steps.training import clear_outputs, module_device, setup_torch, write_csv_atomic
 
 log = logging.getLogger(__name__)
 _RESET_TAG, _NOISE_TAG = 7, 8  # separate evaluation seeds from the dataset's collection seeds
@@ -52,42 +52,49 @@ def eval_noise_seed(seed: int, episode: int) -> int:
 
 
 class NoiseStreams:
-    """One stream of N(0, I) flow noise per env, drawn from its own generator in blocks of `block`
-    control steps (one randn call per env per block instead of one per env per step); env i's
-    sequence is the same whichever envs run beside it."""
+    """One stream of N(0, I) flow noise per env, drawn from its own (CPU) generator in blocks of `block`
+    control steps (one randn call per env per block instead of one per env per step) and kept on
+    `device` (one copy per block); env i's sequence is the same whichever envs run beside it, and on
+    whichever device the policy runs."""
 
-    def __init__(self, seeds: list[int], act_dim: int, block: int = 1000):
+    def __init__(self, seeds: list[int], act_dim: int, block: int = 1000, device="cpu"):
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
-        self.act_dim, self.block = act_dim, block
-        self.noise = torch.empty(len(seeds), 0, act_dim)  # [N, drawn steps, A]
+        self.act_dim, self.block, self.device = act_dim, block, torch.device(device)
+        self.noise = torch.empty(len(seeds), 0, act_dim, device=self.device)  # [N, drawn steps, A]
         self.pos = np.zeros(len(seeds), np.int64)  # next unused step per env
 
     def next(self, idx: np.ndarray) -> torch.Tensor:
-        """The next noise vector of each env in idx: [n, A]."""
+        """The next noise vector of each env in idx: [n, A], on the device."""
         if len(idx) and self.pos[idx].max() >= self.noise.shape[1]:
             more = torch.stack([torch.randn(self.block, self.act_dim, generator=g) for g in self.gens])
-            self.noise = torch.cat([self.noise, more], 1)
-        out = self.noise[torch.as_tensor(idx), torch.as_tensor(self.pos[idx])]
+            self.noise = torch.cat([self.noise, more.to(self.device)], 1)
+        flat = torch.as_tensor(idx * self.noise.shape[1] + self.pos[idx], device=self.device)  # [n]
         self.pos[idx] += 1
-        return out
+        return self.noise.reshape(-1, self.act_dim)[flat]
 
 
+# The act functions run the policy on its device: the running envs' observations go there in one copy
+# per control step, their actions come back in one; the physics stays on the CPU.
 def cfgrl_act_fn(agent: CFGRL, ws: np.ndarray, noise_seeds: list[int]) -> ActFn:
     """Env i samples with guidance w = ws[i] and its own noise stream (seeded noise_seeds[i])."""
-    streams = NoiseStreams(noise_seeds, agent.act_dim)
+    dev = module_device(agent)
+    streams = NoiseStreams(noise_seeds, agent.act_dim, device=dev)
     w_all = torch.as_tensor(ws, dtype=torch.float32)
 
     def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        return agent.sample_actions(obs, w_all[idx], noise=streams.next(idx))
+        w = w_all[idx][:, None]  # [n, 1]
+        obs_w = torch.cat([obs, w], 1).to(dev)  # [n, O + 1]: one copy per step
+        return agent.sample_actions(obs_w[:, :-1], obs_w[:, -1], noise=streams.next(idx)).cpu()
 
     return act
 
 
 def awr_act_fn(agent: AWR, policy_index: np.ndarray) -> ActFn:
     """Env i acts with the mean action of AWR policy policy_index[i]."""
+    dev = module_device(agent)
 
     def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        actions = agent.sample_actions(obs)  # [K, n, A]
+        actions = agent.sample_actions(obs.to(dev)).cpu()  # [K, n, A]
         return actions[policy_index[idx], torch.arange(len(idx))]
 
     return act
@@ -95,10 +102,11 @@ def awr_act_fn(agent: AWR, policy_index: np.ndarray) -> ActFn:
 
 def awf_act_fn(agent: AWF, policy_index: np.ndarray, noise_seeds: list[int]) -> ActFn:
     """Env i acts with advantage-weighted flow net policy_index[i] and its own noise stream."""
-    streams = NoiseStreams(noise_seeds, agent.act_dim)
+    dev = module_device(agent)
+    streams = NoiseStreams(noise_seeds, agent.act_dim, device=dev)
 
     def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        actions = agent.sample_actions(obs, noise=streams.next(idx))  # [K, n, A]
+        actions = agent.sample_actions(obs.to(dev), noise=streams.next(idx)).cpu()  # [K, n, A]
         return actions[policy_index[idx], torch.arange(len(idx))]
 
     return act
@@ -125,7 +133,9 @@ def ci95(x: np.ndarray) -> float:
 @torch.no_grad()
 def drift_from_bc(agent: CFGRL, obs: torch.Tensor, ws: list[float], seed: int) -> dict[float, float]:
     """E ||a_w - a_0||^2 over the given states with the same noise for every w (a_0: flow BC)."""
-    noise = torch.randn(len(obs), agent.act_dim, generator=torch.Generator().manual_seed(seed))
+    dev = module_device(agent)
+    noise = torch.randn(len(obs), agent.act_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
+    obs = obs.to(dev)
     a_bc = agent.sample_actions(obs, 0.0, noise=noise)
     return {w: float((agent.sample_actions(obs, w, noise=noise) - a_bc).square().sum(-1).mean()) for w in ws}
 
@@ -195,8 +205,8 @@ def run(
     cfg = params.evaluate
     out_dir = Path(out_dir)
     clear_outputs(out_dir, ("episodes.csv", "summary.csv", "metrics.json"))
-    setup_torch(seed, params.runtime)
-    cfgrl, awr, awf = load_policy(cfgrl_path), load_policies(awr_path), load_awf(awf_path)
+    dev = setup_torch(seed, params.runtime).device
+    cfgrl, awr, awf = load_policy(cfgrl_path, dev), load_policies(awr_path, dev), load_awf(awf_path, dev)
     check_dims(env, cfgrl.obs_norm.mean.shape[0], cfgrl.act_dim, str(cfgrl_path))
     check_dims(env, awr.obs_norm.mean.shape[0], awr.policies.log_std.shape[-1], str(awr_path))
     check_dims(env, awf.obs_norm.mean.shape[0], awf.act_dim, str(awf_path))
@@ -240,11 +250,12 @@ def run(
         drift[s] if m == "cfgrl" else np.nan for m, s in zip(summary.method, summary.setting)
     ]
 
-    one_obs = torch.from_numpy(tr.observations[:1])
+    one_obs = torch.from_numpy(tr.observations[:1])  # an action: the state there, the action back
     timing = {
         "cfgrl_ms_per_action": 1000
-        * time_per_action(lambda: cfgrl.sample_actions(one_obs, 1.0), cfg.timing_repeats),
-        "awr_ms_per_action": 1000 * time_per_action(lambda: awr.sample_actions(one_obs), cfg.timing_repeats),
+        * time_per_action(lambda: cfgrl.sample_actions(one_obs.to(dev), 1.0).cpu(), cfg.timing_repeats),
+        "awr_ms_per_action": 1000
+        * time_per_action(lambda: awr.sample_actions(one_obs.to(dev)).cpu(), cfg.timing_repeats),
         "cfgrl_sweep_seconds": t_cfgrl,
         **({"awr_sweep_seconds": t_awr} if baselines else {}),
     }

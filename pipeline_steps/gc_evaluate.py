@@ -35,7 +35,13 @@ from pipeline_steps.data import write_json_atomic
 from pipeline_steps.evaluate import NoiseStreams
 from pipeline_steps.gc_dataset import MemoSubgoal
 from pipeline_steps.train_gc import ALGOS, load_gc_policy
-from pipeline_steps.training import clear_outputs, save_npz_atomic, setup_torch, write_csv_atomic
+from pipeline_steps.training import (
+    clear_outputs,
+    module_device,
+    save_npz_atomic,
+    setup_torch,
+    write_csv_atomic,
+)
 
 log = logging.getLogger(__name__)
 _RESET_TAG, _NOISE_TAG = 17, 18  # evaluation seeds, separate from the dataset's and dm_control's
@@ -110,12 +116,15 @@ def run_gc_sequential(name: str, tasks: list[int], reset_seeds: list[int], act: 
 
 def policy_act_fn(agent, ws: np.ndarray | None, noise_seeds: list[int]) -> GcActFn:
     """Env i samples with guidance ws[i] (None: the policy's own sampler) and its own noise stream."""
-    streams = NoiseStreams(noise_seeds, agent.act_dim)
-    w_all = None if ws is None else torch.as_tensor(ws, dtype=torch.float32)
+    dev = module_device(agent)  # the policy's device; the physics stays on the CPU
+    streams = NoiseStreams(noise_seeds, agent.act_dim, device=dev)
+    w_all = torch.zeros(len(noise_seeds)) if ws is None else torch.as_tensor(ws, dtype=torch.float32)
+    O = agent.obs_norm.mean.shape[0]
 
     def act(obs, goals, idx):
-        w = None if w_all is None else w_all[idx]
-        return agent.sample_actions(obs, goals, w, noise=streams.next(idx))
+        batch = torch.cat([obs, goals, w_all[idx][:, None]], 1).to(dev)  # [n, O + G + 1]: one copy per step
+        w = None if ws is None else batch[:, -1]
+        return agent.sample_actions(batch[:, :O], batch[:, O:-1], w, noise=streams.next(idx)).cpu()
 
     return act
 
@@ -177,8 +186,8 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
     cfg = params.gc_evaluate
     out_dir = Path(out_dir)
     clear_outputs(out_dir, ("episodes.csv", "summary.csv", "trajectories.npz", "metrics.json"))
-    setup_torch(seed, params.runtime)
-    agents = {algo: load_gc_policy(policy_paths[algo]) for algo in ALGOS}
+    dev = setup_torch(seed, params.runtime).device
+    agents = {algo: load_gc_policy(policy_paths[algo], dev) for algo in ALGOS}
     probe = gc_envs.make_gc_env(env)
     ob, info = probe.reset(seed=0, options=dict(task_id=1))
     want = (ob.shape[0], np.asarray(info["goal"]).shape[0], probe.action_space.shape[0])

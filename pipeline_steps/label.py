@@ -19,7 +19,7 @@ from pipeline_steps import paths, stage
 from pipeline_steps.algorithms.iql import IQL, optimality_labels
 from pipeline_steps.config import Params
 from pipeline_steps.data import load_transitions
-from pipeline_steps.training import TrainingStage, save_npz_atomic
+from pipeline_steps.training import TrainingStage, module_device, save_npz_atomic
 
 log = logging.getLogger(__name__)
 ADV_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -37,9 +37,13 @@ def transition_tensors(tr) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def compute_advantages(agent: IQL, obs: torch.Tensor, act: torch.Tensor, critic: str, chunk: int = 65536):
-    """A for every transition, in chunks: [N]."""
+    """A for every transition, in chunks on the critic's device: [N], on the CPU."""
+    dev = module_device(agent)
     return torch.cat(
-        [agent.advantage(obs[i : i + chunk], act[i : i + chunk], critic) for i in range(0, len(obs), chunk)]
+        [
+            agent.advantage(obs[i : i + chunk].to(dev), act[i : i + chunk].to(dev), critic).cpu()
+            for i in range(0, len(obs), chunk)
+        ]
     )
 
 

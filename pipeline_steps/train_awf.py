@@ -46,14 +46,14 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     return metrics
 
 
-def load_awf(path: Path) -> AWF:
-    """Rebuild the trained advantage-weighted flow policies from their checkpoint."""
+def load_awf(path: Path, device="cpu") -> AWF:
+    """Rebuild the trained advantage-weighted flow policies from their checkpoint, on `device`."""
 
     def build(c):
         net = CfgrlParams.model_validate(c["config"]["net"])
         return AWF(c["obs_dim"], c["act_dim"], net, AwfParams.model_validate(c["config"]["awf"]))
 
-    return restore_agent(path, "awf", build)
+    return restore_agent(path, "awf", build, device)
 
 
 def main(

@@ -38,10 +38,10 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     return metrics
 
 
-def load_policies(path: Path) -> AWR:
-    """Rebuild the trained AWR policies from their checkpoint."""
+def load_policies(path: Path, device="cpu") -> AWR:
+    """Rebuild the trained AWR policies from their checkpoint, on `device`."""
     return restore_agent(
-        path, "awr", lambda c: AWR(c["obs_dim"], c["act_dim"], AwrParams.model_validate(c["config"]))
+        path, "awr", lambda c: AWR(c["obs_dim"], c["act_dim"], AwrParams.model_validate(c["config"])), device
     )
 
 

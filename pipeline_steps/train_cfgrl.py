@@ -54,10 +54,13 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     return metrics
 
 
-def load_policy(path: Path) -> CFGRL:
-    """Rebuild a trained CFGRL policy from its checkpoint (ready for sample_actions at any w)."""
+def load_policy(path: Path, device="cpu") -> CFGRL:
+    """Rebuild a trained CFGRL policy from its checkpoint (ready for sample_actions at any w), on `device`."""
     return restore_agent(
-        path, "cfgrl", lambda c: CFGRL(c["obs_dim"], c["act_dim"], CfgrlParams.model_validate(c["config"]))
+        path,
+        "cfgrl",
+        lambda c: CFGRL(c["obs_dim"], c["act_dim"], CfgrlParams.model_validate(c["config"])),
+        device,
     )
 
 

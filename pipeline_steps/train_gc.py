@@ -45,11 +45,12 @@ class HindsightSampler:
     def goal_index(self, idx: torch.Tensor) -> torch.Tensor:
         """j ~ U{i+1, ..., e} for the rows idx (i their state, e their episode's last state): [B]."""
         i, e = self.row_state[idx], self.row_last[idx]
-        u = torch.rand(len(idx), generator=self.generator, dtype=torch.float64)
+        u = torch.rand(len(idx), generator=self.generator, dtype=torch.float64, device=idx.device)
         return torch.minimum(i + 1 + (u * (e - i)).long(), e)
 
     def sample(self) -> dict[str, torch.Tensor]:
-        idx = torch.randint(len(self.actions), (self.batch_size,), generator=self.generator)  # rows [B]
+        g = self.generator  # on the device the tensors live on: no host round trip per step
+        idx = torch.randint(len(self.actions), (self.batch_size,), generator=g, device=g.device)  # rows [B]
         return {
             "observations": self.states[self.row_state[idx]],
             "actions": self.actions[idx],
@@ -93,8 +94,13 @@ def run(params: Params, env: str, seed: int, algo: str, dataset_root: Path, out_
     obs_dim, goal_dim = data["states"].shape[1], data["goal_reps"].shape[1]
     act_dim = data["actions"].shape[1]
     agent = build(algo, obs_dim, goal_dim, act_dim, cfg, compile=params.runtime.compile)
-    sampler = HindsightSampler(data, cfg.batch_size, ts.gen)
-    train_log = ts.fit(agent, data, cfg, update=lambda b: agent.update(b, ts.gen), sampler=sampler)
+    train_log = ts.fit(
+        agent,
+        data,
+        cfg,
+        update=lambda b: agent.update(b, ts.gen),
+        make_sampler=lambda on_device: HindsightSampler(on_device, cfg.batch_size, ts.gen),
+    )
     metrics = {
         "actor_loss": float(train_log.iloc[-1]["actor/loss"]),
         "steps": cfg.steps,
@@ -106,8 +112,8 @@ def run(params: Params, env: str, seed: int, algo: str, dataset_root: Path, out_
     return metrics
 
 
-def load_gc_policy(path: Path):
-    """Rebuild a trained goal-conditioned policy from its checkpoint; `.algo` says which one."""
+def load_gc_policy(path: Path, device="cpu"):
+    """Rebuild a trained goal-conditioned policy from its checkpoint, on `device`; `.algo` says which one."""
 
     def make(c):
         cfg = TrainGcParams.model_validate(c["config"]["train_gc"])
@@ -115,7 +121,7 @@ def load_gc_policy(path: Path):
         agent.algo, agent.goal_dim = c["config"]["algo"], c["config"]["goal_dim"]
         return agent
 
-    return restore_agent(path, "gc_policy", make)
+    return restore_agent(path, "gc_policy", make, device)
 
 
 def main(

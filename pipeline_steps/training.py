@@ -31,13 +31,32 @@ class NonFiniteLossError(FloatingPointError):
     """A logged loss became NaN or inf; training stops before any checkpoint is written."""
 
 
+def resolve_device(name: str) -> torch.device:
+    """runtime.device -> a torch device: 'auto' is cuda where torch sees a GPU, else the CPU; 'cuda'
+    without a GPU is an error naming the value (a run never falls back silently)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"runtime.device = {name!r}, but torch {torch.__version__} sees no CUDA GPU here "
+            "(a CPU-only torch build, or no GPU visible); use 'cpu' or 'auto'"
+        )
+    return torch.device(name)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device a module's parameters live on."""
+    return next(module.parameters()).device
+
+
 def setup_torch(seed: int, runtime: RuntimeParams) -> torch.Generator:
-    """Seed torch globally and return a dedicated generator for minibatch / noise sampling."""
+    """Seed torch globally and return a dedicated generator, on runtime.device, for minibatch / noise
+    sampling (on the CPU the same stream as before devices existed: the determinism tests hold)."""
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
     torch.set_flush_denormal(True)  # denormal Adam moments (always-zero features) slow CPU updates ~15x
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return torch.Generator(device=resolve_device(runtime.device)).manual_seed(seed)
 
 
 class Sampler:
@@ -51,7 +70,10 @@ class Sampler:
         self.n = next(iter(lengths.values()))
 
     def sample(self) -> dict[str, torch.Tensor]:
-        idx = torch.randint(self.n, (self.batch_size,), generator=self.generator)
+        """Indices drawn on the generator's device and gathered there: no host round trip per step."""
+        idx = torch.randint(
+            self.n, (self.batch_size,), generator=self.generator, device=self.generator.device
+        )
         return {k: v[idx] for k, v in self.tensors.items()}
 
 
@@ -79,7 +101,7 @@ class Resume:
                 h.update(name.encode() + Path(source).read_bytes())
         for k in sorted(data):
             h.update(k.encode())
-            h.update(data[k].contiguous().numpy().tobytes())
+            h.update(data[k].detach().cpu().contiguous().numpy().tobytes())
         self.fingerprint = h.hexdigest()
 
     def restore(self, agent, gen: torch.Generator) -> tuple[int, list[dict]]:
@@ -178,19 +200,23 @@ def fit(
     desc: str,
     update=None,
     resume=None,
-    sampler=None,
+    make_sampler=None,
 ):
-    """Dataset observation statistics (when cfg.normalize_obs), cfg.steps updates on uniform minibatches
-    of `data` (or on what `sampler` draws, e.g. hindsight goals), resumed from `resume`'s checkpoint when
-    it has one of this run, then a check that no parameter went non-finite. Returns (log table, seconds
-    per update)."""
+    """The agent and `data` moved to gen's device (runtime.device) once, dataset observation statistics
+    (when cfg.normalize_obs), cfg.steps updates on uniform minibatches of `data` (or on what
+    make_sampler(data on the device) draws, e.g. hindsight goals), resumed from `resume`'s checkpoint
+    when it has one of this run, then a check that no parameter went non-finite. Returns (log table,
+    seconds per update)."""
+    agent.to(gen.device)  # before the first optimiser step: Adam's (empty) state follows the parameters
     if getattr(cfg, "normalize_obs", False):
         agent.obs_norm.fit(data["observations"])
-    sampler = sampler or Sampler(data, cfg.batch_size, gen)
     start, rows, save = 0, [], None
     if resume is not None:
         resume.bind(data)
         start, rows = resume.restore(agent, gen)
+    data = {k: v.to(gen.device) for k, v in data.items()}
+    sampler = make_sampler(data) if make_sampler else Sampler(data, cfg.batch_size, gen)
+    if resume is not None:
 
         def save(step, rows):
             resume.save(step, rows, agent, gen)
@@ -219,6 +245,7 @@ def stage_resume(params, out_dir: Path, stage: str, env: str, seed: int, section
         "seed": seed,
         "compile": params.runtime.compile,
         "threads": params.runtime.threads,
+        "device": params.runtime.device,
         **{s: getattr(params, s).model_dump() for s in sections},
     }
     return Resume(Path(out_dir) / RESUME_FILE, params.runtime.checkpoint_every, identity)
@@ -252,10 +279,21 @@ class TrainingStage:
     def desc(self) -> str:
         return f"{self.stage} {self.env} seed{self.seed}"
 
-    def fit(self, agent, data: dict[str, torch.Tensor], loop, update=None, sampler=None) -> pd.DataFrame:
+    @property
+    def device(self) -> torch.device:
+        return self.gen.device
+
+    def fit(self, agent, data: dict[str, torch.Tensor], loop, update=None, make_sampler=None) -> pd.DataFrame:
         """`fit` with this stage's generator, progress label and resume checkpoint: the training log."""
         train_log, self.sec_per_update = fit(
-            agent, data, loop, self.gen, self.desc, update=update, resume=self.resume, sampler=sampler
+            agent,
+            data,
+            loop,
+            self.gen,
+            self.desc,
+            update=update,
+            resume=self.resume,
+            make_sampler=make_sampler,
         )
         return train_log
 
@@ -274,13 +312,16 @@ class TrainingStage:
         log.info("%s: %.2f ms/update", self.desc, 1000 * self.sec_per_update)
 
 
-def restore_agent(path: Path, kind: str, build: Callable[[dict], torch.nn.Module]) -> torch.nn.Module:
-    """Rebuild a trained agent from its checkpoint: build(checkpoint) makes the module, the weights
-    (incl. observation statistics) are loaded into it, and it is returned in eval mode."""
+def restore_agent(
+    path: Path, kind: str, build: Callable[[dict], torch.nn.Module], device: torch.device | str = "cpu"
+) -> torch.nn.Module:
+    """Rebuild a trained agent from its checkpoint (saved on any device): build(checkpoint) makes the
+    module, the weights (incl. observation statistics) are loaded into it, and it is returned on
+    `device`, in eval mode."""
     ckpt = load_checkpoint(path, kind)
     agent = build(ckpt)
     agent.load_state_dict(ckpt["state_dict"])
-    return agent.eval()
+    return agent.to(device).eval()
 
 
 def clear_outputs(out_dir: Path, names: tuple[str, ...]) -> None:
@@ -302,7 +343,7 @@ def save_agent(path: Path, kind: str, agent: torch.nn.Module, cfg, env: str, see
             "obs_dim": obs_dim,
             "act_dim": act_dim,
             "config": cfg if isinstance(cfg, dict) else cfg.model_dump(),
-            "state_dict": agent.state_dict(),
+            "state_dict": {k: v.cpu() for k, v in agent.state_dict().items()},  # loads on any machine
         },
         path,
     )

@@ -67,6 +67,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
             "gc_evaluate.episodes": "15",
             "runtime.checkpoint_every": "20000",
             "runtime.threads": "0",  # all of a job's cores (Snakemake's set-threads; the SLURM profile's 8)
+            "runtime.device": "cuda",  # with the SLURM profile's --gpus=1 (workflow/profiles/slurm)
         },
     ),
 }

@@ -178,9 +178,7 @@ def test_slurm_profile_submits_the_requested_resources(tmp_path):
     for env in ("walker-run", "cheetah-run"):
         (repo / f"data/dataset/{env}/minari").mkdir(parents=True)
         (repo / f"data/dataset/{env}/stats.json").write_text("{}")
-    # how a profile asks for a GPU: a gpu entry in the rule's set-resources
-    profile = repo / "workflow/profiles/slurm/profile.yaml"
-    profile.write_text(profile.read_text().replace("  label:\n", "  label:\n    gpu: 1\n"))
+    # the paper profile trains on cuda: the SLURM profile asks for a GPU per torch stage (`gpu: 1`)
     log = tmp_path / "sbatch.log"
     target = "data/label/cheetah-run/seed1/labels.npz"
     proc = run_tool(
@@ -206,7 +204,7 @@ def test_slurm_profile_submits_the_requested_resources(tmp_path):
     calls = log.read_text().splitlines()
     assert len(calls) == 1, calls
     call = calls[0]
-    for expected in ("-A myaccount", "-p cpu", "-t 2880", "--mem 16000", "--cpus-per-task=8", "--gpus=1"):
+    for expected in ("-A myaccount", "-p gpu", "-t 2880", "--mem 16000", "--cpus-per-task=8", "--gpus=1"):
         assert expected in call, (expected, call)
     assert "--target-jobs 'label:env=cheetah-run,seed=1'" in call
     assert "profiles/paper.yaml" in call  # the job reads the same params file

@@ -55,9 +55,9 @@ class AWF(nn.Module):
         return per_policy.sum(), per_beta_info(self.cfg.inv_betas, per_policy, weights)
 
     def update(self, batch: dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
-        B = len(batch["actions"])
-        x_0 = torch.randn(B, self.act_dim, generator=generator)  # [B, A]
-        t = sample_t(B, self.net_cfg, generator)  # [B]
+        B, dev = len(batch["actions"]), batch["actions"].device  # noise drawn where the batch lives
+        x_0 = torch.randn(B, self.act_dim, generator=generator, device=dev)  # [B, A]
+        t = sample_t(B, self.net_cfg, generator, dev)  # [B]
         return self.gradient_step(batch, x_0, t)
 
     @torch.no_grad()
@@ -65,9 +65,13 @@ class AWF(nn.Module):
         """Euler-integrate every net's flow from the same x_0 ~ N(0, I): obs [B, O] -> a [K, B, A]."""
         obs = self.obs_norm(obs).expand(self.velocity.k, -1, -1)  # [K, B, O]
         B, n = obs.shape[1], self.net_cfg.flow_steps
-        x = noise if noise is not None else torch.randn(B, self.act_dim, generator=generator)
+        x = (
+            noise
+            if noise is not None
+            else torch.randn(B, self.act_dim, generator=generator, device=obs.device)
+        )
         x = x.expand(self.velocity.k, -1, -1)  # [K, B, A]
         for i in range(n):
-            t = torch.full((self.velocity.k, B), i / n)
+            t = torch.full((self.velocity.k, B), i / n, device=obs.device)
             x = x + self.velocity(obs, x, t) / n
         return x.clamp(-1.0, 1.0)

@@ -32,7 +32,7 @@ def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> to
     """Sinusoidal embedding of t in [0, 1] scaled by max_period (the code's `t * 10000`): [...] -> [..., dim].
     Frequencies max_period^(-k / half), k = 0..half-1, as in the authors' code."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=t.dtype) / half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
     args = (t * max_period)[..., None] * freqs  # [..., half]
     return torch.cat([torch.sin(args), torch.cos(args)], -1)
 
@@ -54,12 +54,12 @@ class VelocityNet(nn.Module):
         return self.net(h)
 
 
-def sample_t(batch_size: int, cfg: CfgrlParams, generator=None) -> torch.Tensor:
+def sample_t(batch_size: int, cfg: CfgrlParams, generator=None, device=None) -> torch.Tensor:
     """Flow time t: on the grid {0, 1/n, ..., 1} (ExORL code) or U[0, 1] (paper): [B]."""
     if cfg.time_sampling == "grid":
         n = cfg.flow_steps
-        return torch.randint(0, n + 1, (batch_size,), generator=generator).float() / n
-    return torch.rand(batch_size, generator=generator)
+        return torch.randint(0, n + 1, (batch_size,), generator=generator, device=device).float() / n
+    return torch.rand(batch_size, generator=generator, device=device)
 
 
 def flow_error(vel: torch.Tensor, x_0: torch.Tensor, x_1: torch.Tensor) -> torch.Tensor:
@@ -82,7 +82,9 @@ class CFGRL(nn.Module):
         """L = mean[ o * err(v(s, 1)) + uncond_weight * err(v(s, null)) ]; both branches in one pass."""
         B = len(obs)
         x_t = (1 - t[:, None]) * x_0 + t[:, None] * x_1  # [B, A]
-        label = torch.cat([torch.full((B,), POSITIVE), torch.full((B,), NULL)])  # [2B]
+        label = torch.cat(
+            [torch.full((B,), POSITIVE, device=obs.device), torch.full((B,), NULL, device=obs.device)]
+        )
         vel = self.velocity(obs.repeat(2, 1), x_t.repeat(2, 1), t.repeat(2), label)  # [2B, A]
         err_opt, err_uncond = flow_error(vel, x_0.repeat(2, 1), x_1.repeat(2, 1)).chunk(2)  # [B] each
         opt = opt.float()
@@ -114,10 +116,10 @@ class CFGRL(nn.Module):
         return self.actor_loss_ternary_dropout(obs, x_1, opt, x_0, t, drop)
 
     def update(self, batch: dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
-        B = len(batch["actions"])
-        x_0 = torch.randn(B, self.act_dim, generator=generator)  # [B, A]
-        t = sample_t(B, self.cfg, generator)  # [B]
-        drop = torch.rand(B, generator=generator) < self.cfg.label_dropout  # [B], ternary_dropout only
+        B, dev = len(batch["actions"]), batch["actions"].device  # noise drawn where the batch lives
+        x_0 = torch.randn(B, self.act_dim, generator=generator, device=dev)  # [B, A]
+        t = sample_t(B, self.cfg, generator, dev)  # [B]
+        drop = torch.rand(B, generator=generator, device=dev) < self.cfg.label_dropout  # [B], ternary only
         return self.gradient_step(batch, x_0, t, drop)
 
     # ---- sampling -----------------------------------------------------------------------------
@@ -126,13 +128,16 @@ class CFGRL(nn.Module):
         """Both guidance branches stacked along the batch: obs [B, O] -> obs2 [2B, O], label [2B]
         (rows :B unconditional (null), rows B: optimality-conditioned). Built once per sampled action."""
         B = len(obs)
-        return obs.repeat(2, 1), torch.cat([torch.full((B,), NULL), torch.full((B,), POSITIVE)])
+        labels = torch.cat(
+            [torch.full((B,), NULL, device=obs.device), torch.full((B,), POSITIVE, device=obs.device)]
+        )
+        return obs.repeat(2, 1), labels
 
     @torch.no_grad()
     def guided_velocity(self, obs2, label, x, t: float, w) -> torch.Tensor:
         """vel = vel_uncond + w (vel_opt - vel_uncond), both branches in one forward pass: [B, A].
         obs2, label: `branch_inputs(obs)`; x [B, A]; t the flow time; w scalar or [B, 1]."""
-        t2 = torch.full((len(obs2),), t)  # [2B]
+        t2 = torch.full((len(obs2),), t, device=obs2.device)  # [2B]
         vel_uncond, vel_opt = self.velocity(obs2, x.repeat(2, 1), t2, label).chunk(2)  # [B, A] each
         return vel_uncond + w * (vel_opt - vel_uncond)
 
@@ -141,8 +146,12 @@ class CFGRL(nn.Module):
         """Euler-integrate the guided flow from x_0 ~ N(0, I): obs [B, O], w scalar or [B] -> a [B, A]."""
         obs = self.obs_norm(obs)
         B, n = len(obs), self.cfg.flow_steps
-        w = torch.as_tensor(w, dtype=obs.dtype).reshape(-1, 1)  # [1, 1] or [B, 1]
-        x = noise if noise is not None else torch.randn(B, self.act_dim, generator=generator)
+        w = torch.as_tensor(w, dtype=obs.dtype, device=obs.device).reshape(-1, 1)  # [1, 1] or [B, 1]
+        x = (
+            noise
+            if noise is not None
+            else torch.randn(B, self.act_dim, generator=generator, device=obs.device)
+        )
         obs2, label = self.branch_inputs(obs)  # [2B, O], [2B]
         for i in range(n):
             x = x + self.guided_velocity(obs2, label, x, i / n, w) / n

@@ -73,27 +73,27 @@ class GCFlow(nn.Module):
         }
 
     def update(self, batch: dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
-        B = len(batch["actions"])
-        x_0 = torch.randn(B, self.act_dim, generator=generator)  # [B, A]
-        t = torch.rand(B, generator=generator)  # [B], t ~ U[0, 1]
-        null = torch.rand(B, generator=generator) < self.goal_dropout  # [B], Bernoulli(p) per sample
+        B, dev = len(batch["actions"]), batch["actions"].device  # noise drawn where the batch lives
+        x_0 = torch.randn(B, self.act_dim, generator=generator, device=dev)  # [B, A]
+        t = torch.rand(B, generator=generator, device=dev)  # [B], t ~ U[0, 1]
+        null = torch.rand(B, generator=generator, device=dev) < self.goal_dropout  # [B], Bernoulli(p)
         return self.gradient_step(batch, x_0, t, null)
 
     # ---- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
     def guided_velocity(self, obs, goal, x, t: float, w) -> torch.Tensor:
         """v(s, null) + w (v(s, g) - v(s, null)), both branches in one forward pass: [B, A]."""
-        B = len(obs)
-        null = torch.cat([torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)])  # [2B]
-        t2 = torch.full((2 * B,), t)
+        B, dev = len(obs), obs.device
+        null = torch.arange(2 * B, device=dev) < B  # [2B]: rows :B the null goal, rows B: the goal
+        t2 = torch.full((2 * B,), t, device=dev)
         v_null, v_goal = self.velocity(obs.repeat(2, 1), goal.repeat(2, 1), x.repeat(2, 1), t2, null).chunk(2)
         return v_null + w * (v_goal - v_null)
 
     @torch.no_grad()
     def goal_velocity(self, obs, goal, x, t: float) -> torch.Tensor:
         """v(s, g) alone (flow GCBC): [B, A]."""
-        null = torch.zeros(len(obs), dtype=torch.bool)
-        return self.velocity(obs, goal, x, torch.full((len(obs),), t), null)
+        null = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
+        return self.velocity(obs, goal, x, torch.full((len(obs),), t, device=obs.device), null)
 
     @torch.no_grad()
     def sample_actions(self, obs, goal, w=None, noise=None, generator=None) -> torch.Tensor:
@@ -101,9 +101,13 @@ class GCFlow(nn.Module):
         the goal-conditioned flow alone, as flow GCBC samples) -> a [B, A] in [-1, 1]."""
         obs = self.obs_norm(obs)
         B, n = len(obs), self.cfg.flow_steps
-        x = noise if noise is not None else torch.randn(B, self.act_dim, generator=generator)
+        x = (
+            noise
+            if noise is not None
+            else torch.randn(B, self.act_dim, generator=generator, device=obs.device)
+        )
         if w is not None:
-            w = torch.as_tensor(w, dtype=obs.dtype).reshape(-1, 1)  # [1, 1] or [B, 1]
+            w = torch.as_tensor(w, dtype=obs.dtype, device=obs.device).reshape(-1, 1)  # [1, 1] or [B, 1]
         for i in range(n):
             v = (
                 self.goal_velocity(obs, goal, x, i / n)
