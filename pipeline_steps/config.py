@@ -24,6 +24,14 @@ class ParamsError(ValueError):
     """params.yaml failed validation; the message names every offending key and value."""
 
 
+def closest(name: str, known: list[str], n: int = 3) -> str:
+    """'closest: a, b, c (N in all)': the names a typo most likely meant, for an unknown-name error."""
+    import difflib
+
+    near = difflib.get_close_matches(name, known, n=n, cutoff=0.5)
+    return f"closest: {', '.join(near) if near else 'none'} ({len(known)} known)"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 

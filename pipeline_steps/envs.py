@@ -54,8 +54,10 @@ def check_env_name(name: str) -> None:
 
     domain, task = split_env_name(name)
     if (domain, task) not in suite.ALL_TASKS:
+        from pipeline_steps.config import closest
+
         known = sorted({f"{d}-{t}" for d, t in suite.ALL_TASKS})
-        raise ValueError(f"unknown env {name!r}: not a dm_control suite task; known: {', '.join(known)}")
+        raise ValueError(f"unknown env {name!r}: not a dm_control suite task; {closest(name, known)}")
 
 
 def env_id(name: str) -> str:

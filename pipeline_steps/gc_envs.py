@@ -41,8 +41,10 @@ def split_gc_name(name: str) -> tuple[str, str]:
     """'pointmaze-medium-navigate' -> ('pointmaze-medium', 'navigate'); ValueError naming a bad name."""
     base, _, kind = name.rpartition("-")
     if base not in DATASET_TYPES or kind not in DATASET_TYPES[base]:
-        known = ", ".join(f"{b}-{k}" for b, ks in DATASET_TYPES.items() for k in ks)
-        raise ValueError(f"unknown goal-conditioned env {name!r}; known: {known}")
+        from pipeline_steps.config import closest
+
+        known = [f"{b}-{k}" for b, ks in DATASET_TYPES.items() for k in ks]
+        raise ValueError(f"unknown goal-conditioned env {name!r}; {closest(name, known)}")
     return base, kind
 
 

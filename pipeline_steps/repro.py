@@ -86,11 +86,11 @@ def main(
     jobs: int = typer.Option(0, help="branches side by side (0: cores // runtime.threads)"),
 ) -> None:
     """Run `dvc repro` with the env / seed branches side by side (on params.yaml, as dvc.yaml does)."""
-    p = load_params("params.yaml")
-    n = jobs or default_jobs(p.runtime.threads)
-    threads = p.runtime.threads or "all"
-    print(f"repro: {n} branch(es) at a time, {threads} torch thread(s) per stage", flush=True)
     try:
+        p = load_params("params.yaml")  # a ParamsError lists the bad keys, without a traceback
+        n = jobs or default_jobs(p.runtime.threads)
+        threads = p.runtime.threads or "all"
+        print(f"repro: {n} branch(es) at a time, {threads} torch thread(s) per stage", flush=True)
         repro(p, n)
     except (ReproError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -15,13 +15,14 @@ A stage module holds a pure `run(...)` and a `main(...)` of a few lines:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
 from pipeline_steps import paths, tracking
-from pipeline_steps.config import Params, load_params
+from pipeline_steps.config import Params, ParamsError, load_params
 
 ENV = typer.Option(..., help="env name, one of params envs (e.g. walker-run)")
 SEED = typer.Option(..., help="training seed (must be in params seeds)")
@@ -67,6 +68,11 @@ def tracked(
 
 
 def cli(main: Callable) -> None:
-    """The `python -m pipeline_steps.<stage>` entry point: INFO logging, then typer."""
+    """The `python -m pipeline_steps.<stage>` entry point: INFO logging, then typer. A params error is
+    the list of bad keys and values on stderr and exit status 2, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    typer.run(main)
+    try:
+        typer.run(main)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

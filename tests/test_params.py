@@ -73,6 +73,8 @@ BAD_VALUES = [
     ("dataset.collect.correlated.theta", 1.5, ["dataset.collect.correlated.theta", "1.5"]),
     ("dataset.collect.correlated.sigma", float("nan"), ["dataset.collect.correlated.sigma", "nan"]),
     ("envs", ["walker-fly"], ["envs", "'walker-fly'", "unknown env"]),
+    ("envs", ["walker-rn"], ["envs", "'walker-rn'", "closest: walker-run"]),  # a typo: the names it meant
+    ("gc_envs", ["pointmaze-medum-navigate"], ["gc_envs", "closest: pointmaze-medium-navigate"]),
     ("envs", ["walkerrun"], ["envs", "'walkerrun'", "domain-task"]),
     ("envs", ["walker-"], ["envs", "'walker-'", "domain-task"]),
     ("envs", ["walker-run", "walker-run"], ["envs", "duplicate", "walker-run"]),
