@@ -88,18 +88,23 @@ def ms_per_update(agent, batches, steps: int, warmup: int, device: str) -> float
     return 1000 * (time.perf_counter() - start) / steps
 
 
-def measure(p: Params, size: str, device: str, compile_: bool, steps: int, agents=AGENTS) -> dict[str, float]:
-    """{agent: ms per update} at one size on one device."""
+def measure(
+    p: Params, size: str, device: str, compile_: bool, steps: int, agents=AGENTS, mode: str | None = None
+) -> dict[str, float]:
+    """{agent: ms per update} at one size on one device. `mode` (e.g. 'reduce-overhead': CUDA graphs)
+    recompiles the loss graph with that torch.compile mode, to measure it before the stages adopt it."""
     hidden, B = SIZES[size]
     g = torch.Generator().manual_seed(0)
     batches = [batch(B, g, device) for _ in range(8)]
     torch.manual_seed(0)
-    return {
-        name: ms_per_update(
-            make_agent(name, p, hidden, B, compile_, device), batches, steps, 30 if compile_ else 10, device
-        )
-        for name in agents
-    }
+    out = {}
+    for name in agents:
+        agent = make_agent(name, p, hidden, B, compile_, device)
+        if mode:
+            step = agent.gradient_step
+            step.compiled = torch.compile(step.loss_fn, fullgraph=True, mode=mode)
+        out[name] = ms_per_update(agent, batches, steps, 30 if compile_ else 10, device)
+    return out
 
 
 def main() -> None:
