@@ -216,8 +216,12 @@ def run(
 
     # CFGRL: all (w, episode) pairs in one lockstep batch
     t0 = time.perf_counter()
+    label = f"evaluate {env} seed{seed}"
     ret_c, len_c = run_lockstep(
-        env, reset_seeds * len(ws), cfgrl_act_fn(cfgrl, np.repeat(ws, n_ep), noise_seeds * len(ws))
+        env,
+        reset_seeds * len(ws),
+        cfgrl_act_fn(cfgrl, np.repeat(ws, n_ep), noise_seeds * len(ws)),
+        desc=f"{label} CFGRL ({len(ws)} w x {n_ep} episodes)",
     )
     t_cfgrl = time.perf_counter() - t0
     tables = [episode_table("cfgrl", ws, seed, ret_c, len_c)]
@@ -226,7 +230,10 @@ def run(
         k_awr = len(awr.cfg.inv_betas)
         t0 = time.perf_counter()
         ret_a, len_a = run_lockstep(
-            env, reset_seeds * k_awr, awr_act_fn(awr, np.repeat(np.arange(k_awr), n_ep))
+            env,
+            reset_seeds * k_awr,
+            awr_act_fn(awr, np.repeat(np.arange(k_awr), n_ep)),
+            desc=f"{label} AWR ({k_awr} x {n_ep} episodes)",
         )
         t_awr = time.perf_counter() - t0
         # advantage-weighted flow: all (1/beta, episode) pairs, the same flow noise as CFGRL
@@ -235,6 +242,7 @@ def run(
             env,
             reset_seeds * k_awf,
             awf_act_fn(awf, np.repeat(np.arange(k_awf), n_ep), noise_seeds * k_awf),
+            desc=f"{label} AW-flow ({k_awf} x {n_ep} episodes)",
         )
         tables += [
             episode_table("awr", awr.cfg.inv_betas, seed, ret_a, len_a),

@@ -12,20 +12,25 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pipeline_steps.envs import make_env
 
 ActFn = Callable[[torch.Tensor, np.ndarray], torch.Tensor]  # (obs [N, O], env indices [N]) -> [N, A]
 
 
-def run_lockstep(env_name: str, reset_seeds: list[int], act: ActFn, max_steps: int | None = None):
+def run_lockstep(
+    env_name: str, reset_seeds: list[int], act: ActFn, max_steps: int | None = None, desc: str = ""
+):
     """Returns (returns [N] float64, lengths [N] int64). `act` sees only the still-running envs and
-    their indices, so its per-env state (noise generators, w, policy index) stays aligned."""
+    their indices, so its per-env state (noise generators, w, policy index) stays aligned. With a
+    `desc`, a progress bar counts the control steps of the batch (and the episodes still running)."""
     envs = [make_env(env_name) for _ in reset_seeds]
     n = len(envs)
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, reset_seeds)])  # [N, O]
     returns, lengths = np.zeros(n), np.zeros(n, np.int64)
     running = np.arange(n)
+    bar = tqdm(total=max_steps, desc=desc, unit="step", mininterval=2.0, disable=not desc)
     while len(running):
         actions = act(torch.from_numpy(obs[running]), running).numpy()  # [n_running, A]
         still = []
@@ -36,6 +41,9 @@ def run_lockstep(env_name: str, reset_seeds: list[int], act: ActFn, max_steps: i
             if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
                 still.append(i)
         running = np.asarray(still, np.int64)
+        bar.update(1)
+        bar.set_postfix({"episodes running": len(running)}, refresh=False)
+    bar.close()
     for env in envs:
         env.close()
     return returns, lengths

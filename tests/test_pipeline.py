@@ -68,6 +68,18 @@ def test_batched_sweep_equals_sequential_loop(env_name):
     assert len({round(r, 3) for r in b[0]}) >= 3, b[0]
 
 
+def test_lockstep_rollouts_show_a_progress_bar_only_when_labelled(capsys, monkeypatch):
+    """evaluate's sweeps print a progress bar (control steps of the batch, episodes still running);
+    the unlabelled reference loop and benchmarks stay silent."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    act = lambda obs, idx: torch.zeros(len(idx), 6)  # noqa: E731
+    run_lockstep("cheetah-run", [1, 2], act, max_steps=7, desc="evaluate cheetah-run seed0 CFGRL")
+    err = capsys.readouterr().err
+    assert "evaluate cheetah-run seed0 CFGRL" in err and "7/7" in err and "episodes running=0" in err
+    run_lockstep("cheetah-run", [1], act, max_steps=3)
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------------------------------------
 # dvc repro on the tiny profile, in a temporary copy of the repo
 # ------------------------------------------------------------------------------------------------
