@@ -92,6 +92,7 @@ class _Run:
 
     def __init__(self, mlflow):
         self.mlflow = mlflow
+        self.streamed_steps: set[int] = set()  # training-log steps already sent by log_step
 
     def _guard(self, what: str, fn):
         if self.mlflow is None:
@@ -115,11 +116,23 @@ class _Run:
         }
         self._guard("log_metrics", lambda: self.mlflow.log_metrics(metrics))
 
+    def log_step(self, row: dict) -> None:
+        """One training-log row ({'step': s, metric: value, ...}) while the stage runs."""
+        step = int(row["step"])
+        metrics = {
+            _metric_key(k): float(v) for k, v in row.items() if k != "step" and math.isfinite(float(v))
+        }
+        self._guard("log_metrics", lambda: self.mlflow.log_metrics(metrics, step=step))
+        if self.mlflow is not None:
+            self.streamed_steps.add(step)
+
     def log_training_log(self, path: Path, prefix: str = "") -> None:
-        """Step-wise metrics from a training-log CSV with a `step` column."""
+        """Step-wise metrics from a training-log CSV with a `step` column (the rows not streamed
+        already, e.g. those a resumed run inherited from the killed one)."""
         from mlflow.entities import Metric
 
         df = pd.read_csv(path)
+        df = df[~df["step"].isin(self.streamed_steps)]
         now = int(time.time() * 1000)
         metrics = [
             Metric(_metric_key(prefix + col), float(v), now, int(step))
@@ -155,6 +168,15 @@ class _Run:
                 self._guard("log_artifacts", lambda p=p: self.mlflow.log_artifacts(str(p), p.name))
             elif p.exists():
                 self._guard("log_artifact", lambda p=p: self.mlflow.log_artifact(str(p)))
+
+
+_ACTIVE: list[_Run] = []  # the stage run open in this process, if any (stage_run pushes it)
+
+
+def log_step(row: dict) -> None:
+    """Stream one training-log row to the open stage run; a no-op outside one (tests, benchmarks)."""
+    if _ACTIVE:
+        _ACTIVE[-1].log_step(row)
 
 
 @contextlib.contextmanager
@@ -197,6 +219,7 @@ def stage_run(
             )
             with contextlib.suppress(Exception):
                 mlflow.end_run("FAILED")
+    _ACTIVE.append(run)
     try:
         yield run
     except BaseException:
@@ -204,6 +227,8 @@ def stage_run(
             with contextlib.suppress(Exception):
                 run.mlflow.end_run("FAILED")
         raise
+    finally:
+        _ACTIVE.remove(run)
     if run.mlflow is not None:
         run._guard("end_run", lambda: run.mlflow.end_run("FINISHED"))
 

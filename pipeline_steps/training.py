@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from pipeline_steps import tracking
 from pipeline_steps.config import RuntimeParams
 from pipeline_steps.data import atomic_output, write_json_atomic
 
@@ -104,11 +105,12 @@ class Resume:
             h.update(data[k].detach().cpu().contiguous().numpy().tobytes())
         self.fingerprint = h.hexdigest()
 
-    def restore(self, agent, gen: torch.Generator) -> tuple[int, list[dict]]:
-        """Load the checkpoint into agent and gen if it belongs to this run: (step done, log rows).
-        All or nothing: if any part fails to load, agent, optimiser and RNGs are put back as they were."""
+    def restore(self, agent, gen: torch.Generator) -> tuple[int, list[dict], Window]:
+        """Load the checkpoint into agent and gen if it belongs to this run: (step done, log rows, the
+        open logging window). All or nothing: if any part fails to load, agent, optimiser and RNGs are
+        put back as they were."""
         if not self.every or not self.path.exists():
-            return 0, []
+            return 0, [], Window()
         before = (
             copy.deepcopy(agent.state_dict()),
             copy.deepcopy(agent.optimizer.state_dict()),
@@ -121,12 +123,13 @@ class Resume:
                 log.warning(
                     "%s: from a different run (params, code or data changed); starting over", self.path
                 )
-                return 0, []
+                return 0, [], Window()
             agent.load_state_dict(state["agent"])
             agent.optimizer.load_state_dict(state["optimizer"])
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             step, rows = int(state["step"]), list(state["rows"])
+            window = Window.from_state(state["window"], agent)
         except Exception as err:  # noqa: BLE001 - an unreadable checkpoint costs the progress, not the run
             agent.load_state_dict(before[0])
             agent.optimizer.load_state_dict(before[1])
@@ -135,11 +138,11 @@ class Resume:
             log.warning(
                 "%s: unreadable resume checkpoint (%s: %s); starting over", self.path, type(err).__name__, err
             )
-            return 0, []
+            return 0, [], Window()
         log.info("%s: resuming at step %d", self.path, step)
-        return step, rows
+        return step, rows, window
 
-    def save(self, step: int, rows: list[dict], agent, gen: torch.Generator) -> None:
+    def save(self, step: int, rows: list[dict], agent, gen: torch.Generator, window: Window) -> None:
         """Checkpoint the run (never a non-finite one: training stops instead)."""
         check_finite_parameters(agent, f"resume checkpoint at step {step}")
         state = {
@@ -150,12 +153,41 @@ class Resume:
             "optimizer": agent.optimizer.state_dict(),
             "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "window": window.state(),
         }
         with atomic_output(self.path) as f:
             torch.save(state, f)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class Window:
+    """The running sums of the info tensors since the last log row (added on the device: no host sync
+    per step), so a log row is the mean over its whole window, not one minibatch's snapshot."""
+
+    def __init__(self, sums: dict[str, torch.Tensor] | None = None, n: int = 0):
+        self.sums, self.n = dict(sums or {}), n
+
+    def add(self, info: dict[str, torch.Tensor]) -> None:
+        for k, v in info.items():
+            v = v.detach().double()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.n += 1
+
+    def mean_row(self) -> dict[str, float]:
+        """The window's means as floats, and the window restarts."""
+        row = {k: float(v / self.n) for k, v in self.sums.items()}
+        self.sums, self.n = {}, 0
+        return row
+
+    def state(self) -> dict:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "n": self.n}
+
+    @classmethod
+    def from_state(cls, state: dict, like: torch.nn.Module) -> Window:
+        dev = module_device(like)
+        return cls({k: v.to(dev) for k, v in state["sums"].items()}, int(state["n"]))
 
 
 def train_loop(
@@ -166,28 +198,34 @@ def train_loop(
     desc: str,
     start: int = 0,
     rows: list[dict] | None = None,
-    checkpoint: Callable[[int, list[dict]], None] | None = None,
+    checkpoint: Callable[[int, list[dict], Window], None] | None = None,
     checkpoint_every: int = 0,
+    window: Window | None = None,
+    on_row: Callable[[dict], None] | None = None,
 ) -> tuple[pd.DataFrame, float]:
-    """Run updates start+1 .. steps; every `log_every` steps (and at the end) read the info tensors, check
-    them for NaN/inf, and record a row; every `checkpoint_every` steps call checkpoint(step, rows).
+    """Run updates start+1 .. steps; every `log_every` steps (and at the end) record a row of the info
+    tensors' means over the steps since the last row (checked for NaN/inf) and pass it to on_row (e.g.
+    to stream it to MLflow); every `checkpoint_every` steps call checkpoint(step, rows, window).
     Returns (log table incl. the rows before `start`, seconds per update run here)."""
     rows = list(rows or [])
+    window = window or Window()
     began = time.perf_counter()
     with tqdm(range(start + 1, steps + 1), desc=desc, unit="step", mininterval=2.0) as bar:
         for step in bar:
-            info = update(sampler.sample())
+            window.add(update(sampler.sample()))
             if step % log_every == 0 or step == steps:
-                row = {k: float(v) for k, v in info.items()}
+                row = window.mean_row()
                 bad = {k: v for k, v in row.items() if not math.isfinite(v)}
                 if bad:
                     raise NonFiniteLossError(f"{desc}: non-finite values at step {step}: {bad}")
                 rows.append({"step": step, **row})
+                if on_row is not None:
+                    on_row(rows[-1])
                 loss_key = next((k for k in row if k.endswith("/loss")), None)
                 if loss_key:
                     bar.set_postfix({loss_key: f"{row[loss_key]:.4g}"})
             if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                checkpoint(step, rows)
+                checkpoint(step, rows, window)
     sec_per_update = (time.perf_counter() - began) / max(1, steps - start)
     return pd.DataFrame(rows), sec_per_update
 
@@ -210,16 +248,16 @@ def fit(
     agent.to(gen.device)  # before the first optimiser step: Adam's (empty) state follows the parameters
     if getattr(cfg, "normalize_obs", False):
         agent.obs_norm.fit(data["observations"])
-    start, rows, save = 0, [], None
+    start, rows, window, save = 0, [], None, None
     if resume is not None:
         resume.bind(data)
-        start, rows = resume.restore(agent, gen)
+        start, rows, window = resume.restore(agent, gen)
     data = {k: v.to(gen.device) for k, v in data.items()}
     sampler = make_sampler(data) if make_sampler else Sampler(data, cfg.batch_size, gen)
     if resume is not None:
 
-        def save(step, rows):
-            resume.save(step, rows, agent, gen)
+        def save(step, rows, window):
+            resume.save(step, rows, agent, gen, window)
 
     train_log, sec = train_loop(
         update or agent.update,
@@ -231,6 +269,8 @@ def fit(
         rows=rows,
         checkpoint=save,
         checkpoint_every=resume.every if resume is not None else 0,
+        window=window,
+        on_row=tracking.log_step,  # streamed to the stage's MLflow run while it trains
     )
     check_finite_parameters(agent, desc)
     return train_log, sec

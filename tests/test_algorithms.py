@@ -9,6 +9,7 @@ import pickle
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ from pipeline_steps.algorithms.iql import IQL, expectile_loss, optimality_labels
 from pipeline_steps.training import (
     NonFiniteLossError,
     Sampler,
+    Window,
     check_finite_parameters,
     load_checkpoint,
     save_checkpoint,
@@ -697,33 +699,56 @@ class _Counter:
         return {"x/loss": torch.tensor(v), "x/other": torch.tensor(2.0)}
 
 
-def test_train_loop_logs_and_raises_on_nan():
+def test_train_loop_logs_window_means_and_raises_on_nan():
     sampler = Sampler({"a": torch.arange(10.0)}, 4, torch.Generator().manual_seed(0))
     saved = []
+    rows_seen = []
     df, sec = train_loop(
         _Counter(nan_at=10**9),
         sampler,
         7,
         3,
         "t",
-        checkpoint=lambda s, rows: saved.append((s, len(rows))),
+        checkpoint=lambda s, rows, window: saved.append((s, len(rows), window.n, window.state())),
         checkpoint_every=2,
+        on_row=rows_seen.append,
     )
     assert df["step"].tolist() == [3, 6, 7]
-    assert saved == [(2, 0), (4, 1), (6, 2)]  # every 2 steps, not at the end; with the rows logged so far
-    assert df["x/loss"].tolist() == pytest.approx([1 / 3, 1 / 6, 1 / 7])
+    assert [(s, r, n) for s, r, n, _ in saved] == [(2, 0, 2), (4, 1, 1), (6, 2, 0)]  # not at the end
+    # each row is the mean over its window (x/loss = 1/step), not the last minibatch's value
+    assert df["x/loss"].tolist() == pytest.approx(
+        [(1 + 1 / 2 + 1 / 3) / 3, (1 / 4 + 1 / 5 + 1 / 6) / 3, 1 / 7]
+    )
+    assert (df["x/other"] == 2.0).all()
+    assert rows_seen == df.to_dict("records")  # every row was handed on (streamed) as it was logged
     assert sec > 0
 
-    # resumed at step 4 with its rows: the table continues, the earlier rows are kept
+    # resumed at step 4 with its rows and the open window: the same table as the uninterrupted run
+    class Resumed(_Counter):
+        def __init__(self):
+            super().__init__(10**9)
+            self.step = 4
+
+    window = Window.from_state(saved[1][3], torch.nn.Linear(1, 1))
     df2, _ = train_loop(
-        _Counter(nan_at=10**9), sampler, 7, 3, "t", start=4, rows=[{"step": 3, "x/loss": 0.5}]
+        Resumed(), sampler, 7, 3, "t", start=4, rows=df.iloc[:1].to_dict("records"), window=window
     )
-    assert df2["step"].tolist() == [3, 6, 7] and df2["x/loss"].iloc[0] == 0.5
+    pd.testing.assert_frame_equal(df2, df)
 
     with pytest.raises(NonFiniteLossError, match="step 4"):
         train_loop(_Counter(nan_at=4), sampler, 10, 2, "t")
     with pytest.raises(NonFiniteLossError, match="step 5"):  # the last step is always checked
         train_loop(_Counter(nan_at=5), sampler, 5, 100, "t")
+    one_nan = _Counter(nan_at=10**9)
+    once = lambda batch: (
+        {"x/loss": torch.tensor(float("nan"))}
+        if one_nan(batch) and one_nan.step == 2
+        else {  # noqa: E731
+            "x/loss": torch.tensor(1.0)
+        }
+    )
+    with pytest.raises(NonFiniteLossError, match="step 4"):  # a NaN anywhere in the window is caught
+        train_loop(once, sampler, 4, 4, "t")
 
 
 def test_sampler_lengths_and_determinism():

@@ -94,10 +94,11 @@ def test_resume_checkpoint_written_on_a_gpu_resumes_on_the_cpu(tmp_path, monkeyp
     resume.bind(batch)
     with monkeypatch.context() as m:
         _as_if_saved_on_a_gpu(m)
-        resume.save(7, [{"step": 7}], agent, gen)
+        resume.save(7, [{"step": 7}], agent, gen, training.Window({"x": torch.tensor(1.5)}, 2))
     torch.manual_seed(0)
     fresh, gen2 = CFGRL(3, 2, p.train_cfgrl), torch.Generator().manual_seed(99)
-    assert resume.restore(fresh, gen2) == (7, [{"step": 7}])
+    step, rows, window = resume.restore(fresh, gen2)
+    assert (step, rows, window.n, window.sums) == (7, [{"step": 7}], 2, {"x": torch.tensor(1.5)})
     assert torch.equal(gen2.get_state(), gen.get_state())
     for k, v in agent.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k

@@ -59,6 +59,26 @@ def test_stage_run_mirrors_outputs(stage_dir, tmp_path):
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts next to the DB, not in the cwd-dependent default
 
 
+def test_training_rows_stream_to_the_run_while_the_stage_runs(stage_dir, tmp_path):
+    """Rows logged by the training loop reach MLflow before the stage ends; mirroring train_log.csv
+    afterwards adds only the rows not streamed (here: step 10, as if inherited from a killed run)."""
+    import mlflow
+
+    seen_during = []
+    with tracking.stage_run("label", {"label": {"steps": 30}}, env="walker-run", seed=3) as t:
+        run_id = mlflow.active_run().info.run_id
+        tracking.log_step({"step": 20, "critic/loss": 2.0})
+        tracking.log_step({"step": 30, "critic/loss": 1.0, "critic/q_mean": float("nan")})
+        seen_during = mlflow.MlflowClient().get_metric_history(run_id, "critic/loss")
+        t.mirror(stage_dir)
+    assert [(m.step, m.value) for m in seen_during] == [(20, 2.0), (30, 1.0)]
+    history = mlflow.MlflowClient().get_metric_history(run_id, "critic/loss")
+    assert sorted((m.step, m.value) for m in history) == [(10, 3.0), (20, 2.0), (30, 1.0)]  # no duplicates
+    assert mlflow.MlflowClient().get_metric_history(run_id, "critic/q_mean") == []  # non-finite: not sent
+    tracking.log_step({"step": 40, "critic/loss": 0.5})  # outside a stage run: nothing, no error
+    assert len(mlflow.MlflowClient().get_metric_history(run_id, "critic/loss")) == 3
+
+
 def test_failing_stage_is_recorded_as_failed_and_raises(stage_dir, tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         with tracking.stage_run("train_cfgrl", {"x": 1}, env="walker-run", seed=0):

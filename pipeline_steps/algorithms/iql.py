@@ -73,14 +73,26 @@ class IQL(nn.Module):
         v = self.value(obs)  # [B]
         u = q - v
         loss = expectile_loss(u, self.cfg.expectile)
-        return loss, {"value/loss": loss, "value/v_mean": v.mean(), "value/adv_mean": u.mean()}
+        info = {
+            "value/loss": loss,
+            "value/v_mean": v.mean(),
+            "value/v_std": v.std(),
+            "value/adv_mean": u.mean(),
+        }
+        return loss, info
 
     def critic_loss(self, obs, act, reward, next_obs, mask) -> tuple[torch.Tensor, dict]:
         with torch.no_grad():
             target_q = reward + self.cfg.discount * mask * self.value(next_obs)  # [B]
         q = self.critic(obs, act)  # [n_q, B]
         loss = (q - target_q).square().mean()
-        return loss, {"critic/loss": loss, "critic/q_mean": q.mean()}
+        return loss, {  # Q statistics over the batch (and the ensemble): where the values are heading
+            "critic/loss": loss,
+            "critic/q_mean": q.mean(),
+            "critic/q_min": q.min(),
+            "critic/q_max": q.max(),
+            "critic/target_mean": target_q.mean(),
+        }
 
     def total_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         """L_Q + L_V on one batch (Q and V have disjoint parameters, so one backward serves both)."""
