@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint install clean-venv results gc-results gc-large
+.PHONY: repro test lint install clean-venv results gc-results gc-large compare
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# a finished run (data/aggregate, or RUN=dir) beside a reference (docs/results/make_repro, or REF=dir):
+# identical / agree within 95% intervals / DIFFERS, setting by setting
+compare: $(STAMP)
+	python -m pipeline_steps.compare $(if $(RUN),--run $(RUN)) $(if $(REF),--reference $(REF))
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles
@@ -48,30 +53,25 @@ results: $(STAMP)
 	    cp data/evaluate/$${env}/seed$${seed}/summary.csv $(RESULTS)/per_seed/$${env}_seed$${seed}_summary.csv; done; done
 	$(MAKE) gc-results
 
-# the goal-conditioned half of docs/results: the results profile's gc_envs on its 3 seeds (Snakemake,
-# only the gc_* jobs), copied into docs/results/gc/
-GC_RESULTS := $(RESULTS)/gc
-GC_ENV := pointmaze-medium-navigate
-gc-results: $(STAMP)
-	snakemake data/gc_plots/$(GC_ENV)/results.csv --profile workflow/profiles/local --configfile profiles/results.yaml
-	mkdir -p $(GC_RESULTS)/per_seed
-	cp data/gc_plots/$(GC_ENV)/results.csv data/gc_plots/$(GC_ENV)/success_vs_w.png data/gc_plots/$(GC_ENV)/trajectories.png \
-	  data/gc_dataset/$(GC_ENV)/stats.json $(GC_RESULTS)/
+# the goal-conditioned half of docs/results: a profile's gc_env on its 3 seeds (Snakemake, only the gc_*
+# jobs), copied into docs/results/<dir>/. gc-results: the results profile's pointmaze-medium (default
+# budget); gc-large: pointmaze-large on OGBench's recipe data and a larger budget (profiles/gc_large.yaml).
+# GC_SNAKE_ARGS passes extra Snakemake options (e.g. --rerun-triggers mtime input to keep finished seeds
+# after an edit that changes no number).
+define gc_results
+	snakemake data/gc_plots/$(1)/results.csv --profile workflow/profiles/local --configfile $(2) $(GC_SNAKE_ARGS)
+	mkdir -p $(3)/per_seed
+	cp data/gc_plots/$(1)/results.csv data/gc_plots/$(1)/success_vs_w.png data/gc_plots/$(1)/trajectories.png \
+	  data/gc_dataset/$(1)/stats.json $(3)/
 	for seed in 0 1 2; do \
-	  cp data/gc_evaluate/$(GC_ENV)/seed$${seed}/summary.csv $(GC_RESULTS)/per_seed/seed$${seed}_summary.csv; \
+	  cp data/gc_evaluate/$(1)/seed$${seed}/summary.csv $(3)/per_seed/seed$${seed}_summary.csv; \
 	  for algo in cfgrl flow_gcbc gcbc; do \
-	    cp data/train_gc/$(GC_ENV)/$${algo}/seed$${seed}/metrics.json $(GC_RESULTS)/per_seed/seed$${seed}_$${algo}_metrics.json; done; done
-
-# a larger pointmaze on OGBench's recipe data and a larger budget (profiles/gc_large.yaml, seed 0)
-GC_LARGE := $(RESULTS)/gc_large
+	    cp data/train_gc/$(1)/$${algo}/seed$${seed}/metrics.json $(3)/per_seed/seed$${seed}_$${algo}_metrics.json; done; done
+endef
+gc-results: $(STAMP)
+	$(call gc_results,pointmaze-medium-navigate,profiles/results.yaml,$(RESULTS)/gc)
 gc-large: $(STAMP)
-	snakemake data/gc_plots/pointmaze-large-navigate/results.csv --profile workflow/profiles/local --configfile profiles/gc_large.yaml
-	mkdir -p $(GC_LARGE)
-	cp data/gc_plots/pointmaze-large-navigate/results.csv data/gc_plots/pointmaze-large-navigate/success_vs_w.png \
-	  data/gc_plots/pointmaze-large-navigate/trajectories.png data/gc_dataset/pointmaze-large-navigate/stats.json \
-	  data/gc_evaluate/pointmaze-large-navigate/seed0/summary.csv $(GC_LARGE)/
-	for algo in cfgrl flow_gcbc gcbc; do \
-	  cp data/train_gc/pointmaze-large-navigate/$${algo}/seed0/metrics.json $(GC_LARGE)/$${algo}_metrics.json; done
+	$(call gc_results,pointmaze-large-navigate,profiles/gc_large.yaml,$(RESULTS)/gc_large)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -84,6 +84,7 @@ PROFILES["gc_large"] = (
     "GC_LARGE profile: pointmaze-large-navigate on OGBench's recipe data and a larger budget"
     " (docs/results/gc_large; `make gc-large` runs its goal-conditioned jobs only)",
     {
+        "seeds": "[0, 1, 2]",
         "gc_envs": "[pointmaze-large-navigate]",
         "gc_dataset.generate.episodes": "1000",
         "train_gc.steps": "50000",
