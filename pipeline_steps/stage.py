@@ -71,6 +71,8 @@ def cli(main: Callable) -> None:
     """The `python -m pipeline_steps.<stage>` entry point: INFO logging, then typer. A params error is
     the list of bad keys and values on stderr and exit status 2, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("absl", "OpenGL"):  # dm_control's renderer set-up notes, on every import
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         typer.run(main)
     except ParamsError as err:

@@ -41,10 +41,16 @@ def tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{(Path(root or '.').resolve() / 'mlflow.db')}?timeout=60"
 
 
+# the experiment tag MLflow's UI reads to open an experiment in its model-training view, not the GenAI one
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _ensure_experiment(mlflow) -> None:
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         with contextlib.suppress(Exception):  # a parallel job may have created it meanwhile
-            mlflow.create_experiment(EXPERIMENT, artifact_location=(Path("mlartifacts").resolve()).as_uri())
+            mlflow.create_experiment(
+                EXPERIMENT, artifact_location=(Path("mlartifacts").resolve()).as_uri(), tags=EXPERIMENT_KIND
+            )
 
 
 def init_store() -> None:

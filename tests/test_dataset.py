@@ -541,4 +541,5 @@ def test_cli_rejects_bad_params(tmp_path):
     assert proc.returncode == 2
     assert "dataset.source = 's3'" in proc.stderr
     assert "Traceback" not in proc.stderr and "error: " in proc.stderr  # the bad keys, not a traceback
+    assert "absl INFO" not in proc.stderr and "OpenGL" not in proc.stderr  # no renderer chatter
     assert not out.exists()

@@ -57,6 +57,8 @@ def test_stage_run_mirrors_outputs(stage_dir, tmp_path):
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(r.run_id)}
     assert artifacts == {"metrics.json", "train_log.csv", "labels.npz"}
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts next to the DB, not in the cwd-dependent default
+    exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's model-training view
 
 
 def test_training_rows_stream_to_the_run_while_the_stage_runs(stage_dir, tmp_path):
