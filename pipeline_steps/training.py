@@ -163,26 +163,36 @@ class Resume:
 
 
 class Window:
-    """The running sums of the info tensors since the last log row (added on the device: no host sync
-    per step), so a log row is the mean over its whole window, not one minibatch's snapshot."""
+    """The running sums of the info tensors since the last log row (one stacked tensor, added on the
+    device: no host sync per step), so a log row is the mean over its whole window, not one
+    minibatch's snapshot."""
 
     def __init__(self, sums: dict[str, torch.Tensor] | None = None, n: int = 0):
-        self.sums, self.n = dict(sums or {}), n
+        sums = dict(sums or {})
+        self.keys = list(sums)
+        self.total = torch.stack([v.double() for v in sums.values()]) if sums else None  # [K]
+        self.n = n
+
+    @property
+    def sums(self) -> dict[str, torch.Tensor]:
+        return {} if self.total is None else dict(zip(self.keys, self.total.unbind()))
 
     def add(self, info: dict[str, torch.Tensor]) -> None:
-        for k, v in info.items():
-            v = v.detach().double()
-            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        step = torch.stack([v.detach() for v in info.values()]).double()  # [K]: one op, not K
+        if self.total is None:
+            self.keys, self.total = list(info), step
+        else:
+            self.total += step
         self.n += 1
 
     def mean_row(self) -> dict[str, float]:
         """The window's means as floats, and the window restarts."""
-        row = {k: float(v / self.n) for k, v in self.sums.items()}
-        self.sums, self.n = {}, 0
+        row = dict(zip(self.keys, (self.total / self.n).tolist()))
+        self.total, self.n = None, 0
         return row
 
     def state(self) -> dict:
-        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "n": self.n}
+        return {"sums": {k: v.cpu().clone() for k, v in self.sums.items()}, "n": self.n}  # a snapshot
 
     @classmethod
     def from_state(cls, state: dict, like: torch.nn.Module) -> Window:
