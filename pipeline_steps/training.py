@@ -262,12 +262,12 @@ def fit(
     if resume is not None:
         resume.bind(data)
         start, rows, window = resume.restore(agent, gen)
-    data = {k: v.to(gen.device) for k, v in data.items()}
-    sampler = make_sampler(data) if make_sampler else Sampler(data, cfg.batch_size, gen)
-    if resume is not None:
 
         def save(step, rows, window):
             resume.save(step, rows, agent, gen, window)
+
+    data = {k: v.to(gen.device) for k, v in data.items()}
+    sampler = make_sampler(data) if make_sampler else Sampler(data, cfg.batch_size, gen)
 
     train_log, sec = train_loop(
         update or agent.update,
@@ -328,10 +328,6 @@ class TrainingStage:
     @property
     def desc(self) -> str:
         return f"{self.stage} {self.env} seed{self.seed}"
-
-    @property
-    def device(self) -> torch.device:
-        return self.gen.device
 
     def fit(self, agent, data: dict[str, torch.Tensor], loop, update=None, make_sampler=None) -> pd.DataFrame:
         """`fit` with this stage's generator, progress label and resume checkpoint: the training log."""
