@@ -143,3 +143,95 @@ def test_backfill_rebuilds_the_record_after_a_lost_db(stage_dir, tmp_path):
     assert (runs["tags.backfilled"] == "true").all() and (runs["tags.seed"] == "3").all()
     lab = runs[runs["tags.stage"] == "label"].iloc[0]
     assert lab["metrics.positive_frac"] == 0.25 and lab["params.label.expectile"] == "0.9"
+
+
+# ------------------------------------------------------------------------------------------------
+# the documented tracking server (workflow/mlflow/server.sh): MLflow's authentication app
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """workflow/mlflow/server.sh on a free localhost port, in a fresh store dir; (url, admin password)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from conftest import REPO, tool_env
+
+    store = tmp_path_factory.mktemp("mlflow_server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    password = "correct-horse-battery"
+    env = tool_env(MLFLOW_ADMIN_PASSWORD=password, PORT=str(port), STORE_DIR=str(store))
+    log = open(store / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(REPO / "workflow/mlflow/server.sh")],
+        cwd=store,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+                raise AssertionError((store / "server.log").read_text()[-3000:]) from None
+            time.sleep(0.5)
+    yield url, password
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    log.close()
+
+
+def _status(url: str, user: str | None = None, password: str | None = None) -> int:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=5")
+    if user:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_tracking_server_refuses_unauthenticated_clients(auth_server):
+    url, password = auth_server
+    assert _status(url) == 401  # no credentials
+    assert _status(url, "admin", "not-the-password") == 401
+    assert _status(url, "nobody", password) == 401
+    assert _status(url, "admin", password) == 200
+
+
+def test_stages_track_to_the_authenticated_server(auth_server, stage_dir, monkeypatch):
+    """A stage with MLFLOW_TRACKING_URI and the user's credentials in the environment logs its run."""
+    url, password = auth_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    with tracking.stage_run("label", {"label": {"expectile": 0.9}}, env="walker-run", seed=3) as run:
+        run.mirror(stage_dir)
+    runs = _runs(url)
+    assert len(runs) == 1 and runs.iloc[0]["metrics.positive_frac"] == 0.25
+
+
+def test_tracking_server_needs_a_long_admin_password(tmp_path):
+    import subprocess
+
+    from conftest import REPO, tool_env
+
+    env = tool_env(MLFLOW_ADMIN_PASSWORD="short", STORE_DIR=str(tmp_path))
+    proc = subprocess.run([str(REPO / "workflow/mlflow/server.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "MLFLOW_ADMIN_PASSWORD has 5 characters; use 12 or more" in proc.stderr
+    assert not (tmp_path / ".mlflow_auth").exists()
