@@ -7,7 +7,7 @@ evaluate stage's code (baselines=False: AWR and AWF do not read these keys, exce
 advantages, which this study does not retrain them on). With the same params a `dvc exp run -S ...`
 gives the same CFGRL numbers (every stage is deterministic on CPU for a fixed thread count).
 Needs the main run's outputs (dataset, labels, checkpoints) under data/. Runs the ablations side by side
-(--jobs), writes docs/results/ablations.csv and prints a Markdown table.
+(--jobs), writes docs/results/ablations.csv (and ablations.png, its figure) and prints a Markdown table.
 
     python experiments/label_ablations.py --params profiles/results.yaml
 """
@@ -27,6 +27,7 @@ import yaml
 
 from pipeline_steps import evaluate, label, paths, train_cfgrl
 from pipeline_steps.config import parse_params
+from pipeline_steps.plot import plot_ablations
 from pipeline_steps.repro import default_jobs
 from pipeline_steps.training import write_csv_atomic
 
@@ -114,6 +115,7 @@ def main(
             write_csv_atomic(table(), out)  # after every ablation: a partial table survives a kill
     result = table()
     write_csv_atomic(result, out)
+    plot_ablations(result, out.with_suffix(".png"))  # return vs w per labelling choice, one panel per env
     wide = result.assign(
         cell=result.return_mean.map("{:.1f}".format) + " ± " + result.return_ci95.map("{:.1f}".format)
     )
