@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint install clean-venv results gc-results gc-large compare
+.PHONY: repro test lint install clean-venv results gc-results gc-large compare exps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ test: $(STAMP)
 compare: $(STAMP)
 	python -m pipeline_steps.compare $(if $(RUN),--run $(RUN)) $(if $(REF),--reference $(REF))
 
+# `dvc exp run -S key=value` experiments side by side: the params that differ and the headline numbers
+# (data/aggregate/metrics.json: columns headline.<env>.<number>), not the ~300 columns of every stage's
+# metrics and dependency hashes. dvc exp show names a column by its key alone when that is unique.
+PARAM_SECTIONS := envs|gc_envs|seeds|dataset|label|train_\w+|evaluate|render|gc_dataset|gc_evaluate|runtime
+EXPS_DROP := ^(?!headline\.|Experiment$$|Created$$|State$$|($(PARAM_SECTIONS))(\.|$$))
+exps: $(STAMP)
+	dvc exp show --no-pager --md --precision 3 --only-changed --drop '$(EXPS_DROP)' --keep '^headline\.' $(EXPS_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles
 
@@ -47,8 +55,9 @@ results: $(STAMP)
 	cp data/aggregate/return_vs_w.png $(RESULTS)/return_vs_w.png
 	mkdir -p $(RESULTS)/per_seed
 	for env in walker-run cheetah-run; do \
-	  for fig in return_vs_w drift_vs_w advantage_hist weight_concentration training_curves; do \
+	  for fig in return_vs_w drift_vs_w return_vs_drift advantage_hist weight_concentration training_curves return_over_training; do \
 	    cp data/plots/$${env}/$${fig}.png $(RESULTS)/$${env}_$${fig}.png; done; \
+	  if [ -f data/render/$${env}/frames.png ]; then cp data/render/$${env}/frames.png $(RESULTS)/$${env}_frames.png; fi; \
 	  for seed in 0 1 2; do \
 	    cp data/evaluate/$${env}/seed$${seed}/summary.csv $(RESULTS)/per_seed/$${env}_seed$${seed}_summary.csv; done; done
 	$(MAKE) gc-results

@@ -9,6 +9,9 @@ are several seeds, over episodes with one) and writes to data/aggregate/:
   return_vs_w.png  one panel per env: CFGRL return vs w, AWR and AWF vs 1/beta, dataset and BC lines
   gc_results.csv   the goal-conditioned envs' rows (data/gc_plots/<env>/results.csv, task 'all'), whose
                    success table (CFGRL per w, flow GCBC, Gaussian GCBC, data policy) ends summary.md
+  metrics.json     the few numbers to compare runs by (DVC metrics: `make exps`): per env the summary's
+                   means (flow BC, CFGRL at w = 1 and best, AWR / AWF best) and per goal-conditioned env
+                   CFGRL's success at w = 1 and best and its baselines'
 "best" picks the setting with the highest mean on the evaluation episodes themselves, which favours
 the method with more settings (a max over noisy estimates): read it beside the fixed w = 1 column.
 """
@@ -26,7 +29,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline_steps import paths, stage  # noqa: E402
 from pipeline_steps.config import Params  # noqa: E402
-from pipeline_steps.data import atomic_output  # noqa: E402
+from pipeline_steps.data import atomic_output, write_json_atomic  # noqa: E402
 from pipeline_steps.plot import draw_return_vs_w  # noqa: E402
 from pipeline_steps.training import clear_outputs, write_csv_atomic  # noqa: E402
 
@@ -144,9 +147,45 @@ def gc_markdown(gc: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline_metrics(summary: pd.DataFrame, gc: pd.DataFrame) -> dict:
+    """metrics.json: {"headline": {env: {flow_bc, cfgrl_w1, cfgrl_best, cfgrl_best_w, awr_best, ...}}}."""
+    out = {}
+    for r in summary.to_dict("records"):
+        out[r["env"]] = {
+            "flow_bc": r["flow_bc_mean"],
+            "cfgrl_w1": r["cfgrl_w1_mean"],
+            "cfgrl_best": r["cfgrl_best_mean"],
+            "cfgrl_best_w": r["cfgrl_best_setting"],
+            "awr_best": r["awr_best_mean"],
+            "awr_best_inv_beta": r["awr_best_setting"],
+            "awf_best": r["awf_best_mean"],
+        }
+    for env, g in gc.groupby("env", sort=False):
+        c = g[g.method == "cfgrl"].sort_values("w", kind="stable")
+        best = c.loc[c.success.idxmax()]
+        m = {"success_w1": float(c[c.w == 1.0].success.iloc[0]) if (c.w == 1.0).any() else float("nan")}
+        m |= {"success_best": float(best.success), "success_best_w": float(best.w)}
+        m |= {
+            f"success_{k}": float(g[g.method == k].success.iloc[0])
+            for k in GC_METHODS
+            if (g.method == k).any()
+        }
+        out[env] = m
+    # one top-level key, so `dvc exp show` columns are headline.<env>.<number> (make exps keeps those)
+    return {"headline": {env: {k: float(v) for k, v in m.items()} for env, m in out.items()}}
+
+
 def run(params: Params, plots_root: Path, out_dir: Path, gc_plots_root: Path | None = None) -> pd.DataFrame:
     out_dir = Path(out_dir)
-    clear_outputs(out_dir, ("results.csv", "summary.csv", "summary.md", "return_vs_w.png", "gc_results.csv"))
+    outputs = (
+        "results.csv",
+        "summary.csv",
+        "summary.md",
+        "return_vs_w.png",
+        "gc_results.csv",
+        "metrics.json",
+    )
+    clear_outputs(out_dir, outputs)
     res = pd.concat([pd.read_csv(Path(plots_root) / env / "results.csv") for env in params.envs])
     summary = pd.DataFrame([summarize_env(g) for _, g in res.groupby("env", sort=False)])
     fig, axes = plt.subplots(1, len(params.envs), figsize=(6.0 * len(params.envs), 4.2), squeeze=False)
@@ -163,6 +202,7 @@ def run(params: Params, plots_root: Path, out_dir: Path, gc_plots_root: Path | N
     gc = pd.concat([pd.read_csv(root / env / "results.csv").assign(env=env) for env in params.gc_envs])
     gc = gc[gc.task.astype(str) == "all"]
     write_csv_atomic(gc, out_dir / "gc_results.csv")
+    write_json_atomic(headline_metrics(summary, gc), out_dir / "metrics.json")
     text += "\n" + gc_markdown(gc)
     with atomic_output(out_dir / "summary.md") as f:
         f.write(text.encode())

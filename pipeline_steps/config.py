@@ -122,7 +122,21 @@ class LabelParams(_Strict):
 # --------------------------------------------------------------------------------------------
 # train_cfgrl stage, method.md §3
 # --------------------------------------------------------------------------------------------
-class CfgrlParams(_Strict):
+class _PeriodicEval(_Strict):
+    """A cheap evaluation during training: eval_episodes episodes (evaluation episodes 0.., the final
+    evaluation's start states) every eval_every steps, logged beside the losses (0 = off)."""
+
+    eval_every: NonNegInt = Field(description="evaluate the policy every N steps during training (0 = off)")
+    eval_episodes: PosInt = Field(description="episodes per setting of that periodic evaluation")
+
+    @model_validator(mode="after")
+    def _eval_on_log_rows(self):
+        if self.eval_every and self.eval_every % self.log_every:
+            raise ValueError(f"eval_every {self.eval_every} must be a multiple of log_every {self.log_every}")
+        return self
+
+
+class CfgrlParams(_PeriodicEval):
     steps: PosInt = Field(description="flow-matching gradient steps")
     batch_size: PosInt = Field(description="minibatch size")
     hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of the velocity MLP")
@@ -141,6 +155,9 @@ class CfgrlParams(_Strict):
     label_emb_dim: PosInt = Field(description="learned optimality-label embedding size")
     normalize_obs: bool = Field(description="normalise observations by dataset mean/std (ExORL code: off)")
     log_every: PosInt = Field(description="log losses every N steps")
+    eval_ws: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, description="w values of the periodic evaluation during training"
+    )
 
     @field_validator("time_emb_dim")
     @classmethod
@@ -153,7 +170,7 @@ class CfgrlParams(_Strict):
 # --------------------------------------------------------------------------------------------
 # train_awr stage, method.md §4
 # --------------------------------------------------------------------------------------------
-class AwrParams(_Strict):
+class AwrParams(_PeriodicEval):
     steps: PosInt = Field(description="gradient steps (all 1/beta trained side by side)")
     batch_size: PosInt = Field(description="minibatch size")
     hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of the policy MLP")
@@ -213,6 +230,16 @@ class EvaluateParams(_Strict):
         if len(set(ws)) != len(ws):
             raise ValueError(f"duplicate value in guidance_ws {ws}")
         return ws
+
+
+class RenderParams(_Strict):
+    enabled: bool = Field(
+        description="render one episode per policy (skipped, with the reason, if MuJoCo cannot)"
+    )
+    frames: PosInt = Field(description="frames per episode in the strip, evenly spaced in time")
+    width: PosInt = Field(description="frame width in pixels")
+    height: PosInt = Field(description="frame height in pixels")
+    camera: NonNegInt = Field(description="MuJoCo camera id (dm_control's 0 follows the walker / cheetah)")
 
 
 class RuntimeParams(_Strict):
@@ -316,6 +343,7 @@ class Params(_Strict):
     train_awr: AwrParams
     train_awf: AwfParams
     evaluate: EvaluateParams
+    render: RenderParams
     gc_dataset: GcDatasetParams
     train_gc: TrainGcParams
     gc_evaluate: GcEvaluateParams

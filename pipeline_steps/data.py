@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,7 +166,12 @@ def write_minari(
         )
         for i, ep in enumerate(episodes)
     ]
-    with _minari_root(tmp):
+    with _minari_root(tmp), warnings.catch_warnings():
+        # Minari asks for contact metadata a locally made dataset does not have (a commit link would
+        # change the dataset's bytes, and so its DVC hash, at every commit)
+        warnings.filterwarnings(
+            "ignore", r"`(code_permalink|author|author_email)` is set to None", UserWarning
+        )
         minari.create_dataset_from_buffers(
             dataset_id=dataset_id(env_name, source),
             buffer=buffers,

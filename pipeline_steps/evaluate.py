@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,38 @@ def awf_act_fn(agent: AWF, policy_index: np.ndarray, noise_seeds: list[int]) -> 
         return actions[policy_index[idx], torch.arange(len(idx))]
 
     return act
+
+
+def training_probe(env: str, seed: int, act_for: Callable[[int], ActFn], names: list[str], episodes: int):
+    """A periodic evaluation during training: at each call, len(names) settings x `episodes` episodes in
+    one lockstep batch, from the final evaluation's first start states (episodes 0..), and their mean
+    returns as log columns eval/return/<name>. act_for(episodes) builds the batch's act function (env i:
+    setting i // episodes) from the agent as it is at that step. Draws no number from the training
+    generator, so training is the same with it on or off."""
+    reset_seeds = [eval_reset_seed(seed, e) for e in range(episodes)] * len(names)
+
+    def probe(step: int) -> dict[str, float]:
+        with torch.no_grad():
+            returns, _ = run_lockstep(env, reset_seeds, act_for(episodes))
+        means = returns.reshape(len(names), episodes).mean(1)
+        return {f"eval/return/{name}": float(m) for name, m in zip(names, means)}
+
+    return probe
+
+
+def cfgrl_probe(env: str, seed: int, agent: CFGRL, ws: list[float], episodes: int):
+    """training_probe of CFGRL at each w of `ws` (with the final evaluation's flow noise seeds)."""
+    noise = [eval_noise_seed(seed, e) for e in range(episodes)] * len(ws)
+    return training_probe(
+        env, seed, lambda n: cfgrl_act_fn(agent, np.repeat(ws, n), noise), [f"w={w:g}" for w in ws], episodes
+    )
+
+
+def awr_probe(env: str, seed: int, agent: AWR, episodes: int):
+    """training_probe of every AWR policy (one per 1/beta)."""
+    k = len(agent.cfg.inv_betas)
+    names = [f"inv_beta={b:g}" for b in agent.cfg.inv_betas]
+    return training_probe(env, seed, lambda n: awr_act_fn(agent, np.repeat(np.arange(k), n)), names, episodes)
 
 
 def check_dims(env_name: str, obs_dim: int, act_dim: int, what: str) -> None:

@@ -53,6 +53,10 @@ def plots_dir(env: str) -> Path:
     return DATA / "plots" / env
 
 
+def render_dir(env: str) -> Path:
+    return DATA / "render" / env
+
+
 # ---- goal-conditioned half (OGBench): data/gc_*/<env>/... ---------------------------------------
 def gc_dataset_dir(env: str) -> Path:
     return DATA / "gc_dataset" / env

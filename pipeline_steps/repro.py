@@ -4,6 +4,7 @@
 lock (it holds it only around each stage's status check and bookkeeping), so several
 `dvc repro <targets>` processes may run at once on stages that write different outputs;
 `dvc --wait-for-lock` makes them queue for that lock instead of failing. This driver runs the DAG in waves:
+  0. the params stage (data/params/<key>.json, which every stage reads: pipeline_steps/params_slices.py);
   1. dataset@<env> for every env and gc_dataset@<env> for every goal-conditioned env;
   2. every (env, seed) branch: its BRANCH_STAGES (label, the three trainings, evaluation), and every
      (goal-conditioned env, seed) branch: its GC_BRANCH_STAGES (three trainings, evaluation), upstream first,
@@ -39,9 +40,11 @@ GC_BRANCH_STAGES = ("train_gc", "gc_evaluate")  # train_gc: one stage per algo (
 
 
 def waves(params: Params) -> list[list[list[str]]]:
-    """The `dvc repro` argument lists of waves 1 and 2; the lists of a wave write disjoint outputs."""
+    """The `dvc repro` argument lists of waves 0-2; the lists of a wave write disjoint outputs."""
     return [
-        [[f"dataset@{env}"] for env in params.envs] + [[f"gc_dataset@{env}"] for env in params.gc_envs],
+        [["params"]],
+        [["--single-item", f"dataset@{env}"] for env in params.envs]
+        + [["--single-item", f"gc_dataset@{env}"] for env in params.gc_envs],
         [
             ["--single-item", *(f"{stage}@{env}-{seed}" for stage in BRANCH_STAGES)]
             for env in params.envs
@@ -61,8 +64,33 @@ def default_jobs(threads: int) -> int:
     return max(1, cores // threads) if threads else 1
 
 
+# what `dvc repro` prints after every stage to suggest git add / autostage / push: said once, at the end
+DVC_HINTS = (
+    "To track the changes with git, run:",
+    "\tgit add ",
+    "To enable auto staging, run:",
+    "\tdvc config core.autostage true",
+    "Use `dvc push` to send your updates to remote storage.",
+)
+
+
 def dvc_repro(args: list[str]) -> int:
-    return subprocess.run([sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *args]).returncode
+    """`dvc repro args`, its stdout passed on line by line without DVC's git hints (and blank lines)."""
+    cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            if line.strip() and not line.startswith(DVC_HINTS):
+                print(line, end="", flush=True)
+    return proc.returncode
+
+
+def git_hint() -> str | None:
+    """The one `git add` hint for the end of a run, if dvc.lock (or a .gitignore DVC keeps) changed."""
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "dvc.lock", "*.gitignore"], capture_output=True, text=True
+    )
+    files = [line[3:] for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+    return f"to record this run in git: git add {' '.join(files)}" if files else None
 
 
 def repro(params: Params, jobs: int) -> None:
@@ -92,6 +120,8 @@ def main(
         threads = p.runtime.threads or "all"
         print(f"repro: {n} branch(es) at a time, {threads} torch thread(s) per stage", flush=True)
         repro(p, n)
+        if hint := git_hint():
+            print(hint)
     except (ReproError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None

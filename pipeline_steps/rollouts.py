@@ -20,16 +20,26 @@ ActFn = Callable[[torch.Tensor, np.ndarray], torch.Tensor]  # (obs [N, O], env i
 
 
 def run_lockstep(
-    env_name: str, reset_seeds: list[int], act: ActFn, max_steps: int | None = None, desc: str = ""
+    env_name: str,
+    reset_seeds: list[int],
+    act: ActFn,
+    max_steps: int | None = None,
+    desc: str = "",
+    on_step: Callable[[list, int, np.ndarray], None] | None = None,
 ):
     """Returns (returns [N] float64, lengths [N] int64). `act` sees only the still-running envs and
     their indices, so its per-env state (noise generators, w, policy index) stays aligned. With a
-    `desc`, a progress bar counts the control steps of the batch (and the episodes still running)."""
+    `desc`, a progress bar counts the control steps of the batch (and the episodes still running).
+    `on_step(envs, t, indices)` is called after the reset (t = 0) and after each control step t with
+    the envs just stepped (e.g. to render them)."""
     envs = [make_env(env_name) for _ in reset_seeds]
     n = len(envs)
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, reset_seeds)])  # [N, O]
     returns, lengths = np.zeros(n), np.zeros(n, np.int64)
     running = np.arange(n)
+    if on_step:
+        on_step(envs, 0, running)
+    t = 0
     bar = tqdm(total=max_steps, desc=desc, unit="step", mininterval=2.0, disable=not desc)
     while len(running):
         actions = act(torch.from_numpy(obs[running]), running).numpy()  # [n_running, A]
@@ -40,6 +50,9 @@ def run_lockstep(
             lengths[i] += 1
             if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
                 still.append(i)
+        t += 1
+        if on_step:
+            on_step(envs, t, running)
         running = np.asarray(still, np.int64)
         bar.update(1)
         bar.set_postfix({"episodes running": len(running)}, refresh=False)

@@ -32,7 +32,10 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     data.pop("optimal")
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = AWR(obs_dim, act_dim, cfg, compile=params.runtime.compile)
-    train_log = ts.fit(agent, data, cfg)
+    from pipeline_steps.evaluate import awr_probe  # (evaluate imports this module)
+
+    probe = awr_probe(env, seed, agent, cfg.eval_episodes) if cfg.eval_every else None
+    train_log = ts.fit(agent, data, cfg, probe=probe)
     metrics = ts.save(agent, "awr", cfg, act_dim, train_log, {**final_metrics(train_log), "steps": cfg.steps})
     ts.done()
     return metrics

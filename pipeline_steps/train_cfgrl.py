@@ -42,7 +42,10 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     data.pop("advantages")
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = CFGRL(obs_dim, act_dim, cfg, compile=params.runtime.compile)
-    train_log = ts.fit(agent, data, cfg, update=lambda b: agent.update(b, ts.gen))
+    from pipeline_steps.evaluate import cfgrl_probe  # (evaluate imports this module)
+
+    probe = cfgrl_probe(env, seed, agent, cfg.eval_ws, cfg.eval_episodes) if cfg.eval_every else None
+    train_log = ts.fit(agent, data, cfg, update=lambda b: agent.update(b, ts.gen), probe=probe)
     metrics = {
         "actor_loss": train_log.iloc[-1]["actor/loss"],
         "steps": cfg.steps,

@@ -212,14 +212,18 @@ def train_loop(
     checkpoint_every: int = 0,
     window: Window | None = None,
     on_row: Callable[[dict], None] | None = None,
+    probe: Callable[[int], dict[str, float]] | None = None,
+    probe_every: int = 0,
 ) -> tuple[pd.DataFrame, float]:
     """Run updates start+1 .. steps; every `log_every` steps (and at the end) record a row of the info
     tensors' means over the steps since the last row (checked for NaN/inf) and pass it to on_row (e.g.
-    to stream it to MLflow); every `checkpoint_every` steps call checkpoint(step, rows, window).
-    Returns (log table incl. the rows before `start`, seconds per update run here)."""
+    to stream it to MLflow); every `probe_every` steps (a multiple of log_every) and at the end, the
+    row also gets probe(step)'s values (e.g. a periodic evaluation's returns); every `checkpoint_every`
+    steps call checkpoint(step, rows, window). Returns (log table incl. the rows before `start`,
+    seconds per update run here, the probes' time excluded)."""
     rows = list(rows or [])
     window = window or Window()
-    began = time.perf_counter()
+    began, probing = time.perf_counter(), 0.0
     with tqdm(range(start + 1, steps + 1), desc=desc, unit="step", mininterval=2.0) as bar:
         for step in bar:
             window.add(update(sampler.sample()))
@@ -228,6 +232,10 @@ def train_loop(
                 bad = {k: v for k, v in row.items() if not math.isfinite(v)}
                 if bad:
                     raise NonFiniteLossError(f"{desc}: non-finite values at step {step}: {bad}")
+                if probe is not None and probe_every and (step % probe_every == 0 or step == steps):
+                    t0 = time.perf_counter()
+                    row = {**row, **probe(step)}
+                    probing += time.perf_counter() - t0
                 rows.append({"step": step, **row})
                 if on_row is not None:
                     on_row(rows[-1])
@@ -236,7 +244,7 @@ def train_loop(
                     bar.set_postfix({loss_key: f"{row[loss_key]:.4g}"})
             if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
                 checkpoint(step, rows, window)
-    sec_per_update = (time.perf_counter() - began) / max(1, steps - start)
+    sec_per_update = (time.perf_counter() - began - probing) / max(1, steps - start)
     return pd.DataFrame(rows), sec_per_update
 
 
@@ -249,12 +257,14 @@ def fit(
     update=None,
     resume=None,
     make_sampler=None,
+    probe=None,
 ):
     """The agent and `data` moved to gen's device (runtime.device) once, dataset observation statistics
     (when cfg.normalize_obs), cfg.steps updates on uniform minibatches of `data` (or on what
     make_sampler(data on the device) draws, e.g. hindsight goals), resumed from `resume`'s checkpoint
-    when it has one of this run, then a check that no parameter went non-finite. Returns (log table,
-    seconds per update)."""
+    when it has one of this run, then a check that no parameter went non-finite. With a `probe` (a
+    function of the step) and cfg.eval_every > 0, its values join the log rows every eval_every steps.
+    Returns (log table, seconds per update)."""
     agent.to(gen.device)  # before the first optimiser step: Adam's (empty) state follows the parameters
     if getattr(cfg, "normalize_obs", False):
         agent.obs_norm.fit(data["observations"])
@@ -281,6 +291,8 @@ def fit(
         checkpoint_every=resume.every if resume is not None else 0,
         window=window,
         on_row=tracking.log_step,  # streamed to the stage's MLflow run while it trains
+        probe=probe,
+        probe_every=getattr(cfg, "eval_every", 0),
     )
     check_finite_parameters(agent, desc)
     return train_log, sec
@@ -329,7 +341,9 @@ class TrainingStage:
     def desc(self) -> str:
         return f"{self.stage} {self.env} seed{self.seed}"
 
-    def fit(self, agent, data: dict[str, torch.Tensor], loop, update=None, make_sampler=None) -> pd.DataFrame:
+    def fit(
+        self, agent, data: dict[str, torch.Tensor], loop, update=None, make_sampler=None, probe=None
+    ) -> pd.DataFrame:
         """`fit` with this stage's generator, progress label and resume checkpoint: the training log."""
         train_log, self.sec_per_update = fit(
             agent,
@@ -340,6 +354,7 @@ class TrainingStage:
             update=update,
             resume=self.resume,
             make_sampler=make_sampler,
+            probe=probe,
         )
         return train_log
 

@@ -25,6 +25,8 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                 if (s, k) != ("train_awf", "hidden")  # train_awf uses train_cfgrl's network
             },
             "train_cfgrl.flow_steps": "8",
+            "train_cfgrl.eval_every": "0",  # periodic evaluation off in tests (tests turn it on)
+            "train_awr.eval_every": "0",
             "train_awr.inv_betas": "[1.0, 10.0]",
             "evaluate.guidance_ws": "[0.0, 1.0, 3.0]",
             "evaluate.episodes": "2",
@@ -58,6 +60,10 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                 )
                 if (s, k) != ("train_awf", "hidden")
             },
+            "train_cfgrl.eval_every": "50000",  # 20 points on the return-over-training curve
+            "train_awr.eval_every": "50000",
+            "train_cfgrl.eval_episodes": "5",
+            "train_awr.eval_episodes": "5",
             # goal-conditioned half at the paper's sizes (method.md §8) on OGBench's recipe data
             "gc_dataset.generate.episodes": "1000",
             "train_gc.steps": "1000000",
@@ -74,7 +80,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
 # derived profiles: a base profile with more seeds
 PROFILES["tiny2"] = (
     "TINY profile with 2 seeds (the Snakemake multi-seed smoke run; numbers are meaningless)",
-    {**PROFILES["tiny"][1], "seeds": "[0, 1]"},
+    {**PROFILES["tiny"][1], "seeds": "[0, 1]", "render.enabled": "false"},  # rendering: tested on tiny
 )
 PROFILES["results"] = (
     "RESULTS profile: the default profile on 3 seeds (docs/results; `make results`)",

@@ -63,8 +63,10 @@ def set_dotted(raw: dict, key: str, value: Any) -> dict:
 
 
 def raw_params(overrides: dict[str, Any] | None = None) -> dict:
-    """A deep copy of the repo's params.yaml with dotted-key overrides applied."""
+    """A deep copy of the repo's params.yaml with dotted-key overrides applied (the periodic evaluation
+    during training off unless an override turns it on)."""
     raw = copy.deepcopy(repo_params_raw())
+    raw["train_cfgrl"]["eval_every"] = raw["train_awr"]["eval_every"] = 0
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
     return raw

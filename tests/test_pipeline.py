@@ -136,8 +136,70 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
         "awr",
         "awf",
     }
-    for png in ["return_vs_w", "drift_vs_w", "advantage_hist", "weight_concentration", "training_curves"]:
+    pngs = ["return_vs_w", "drift_vs_w", "return_vs_drift", "advantage_hist", "weight_concentration"]
+    for png in [*pngs, "training_curves", "return_over_training"]:
         assert (tiny_repo / f"data/plots/cheetah-run/{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_render_stage_draws_one_episode_per_policy_from_the_same_start(tiny_repo):
+    """MuJoCo renders offscreen here (EGL): one strip row per policy, CFGRL at w = 0, 1 (the tiny
+    profile's best w among 0, 1, 3 decides whether there is a third CFGRL row) and AWR's best."""
+    from PIL import Image
+
+    from pipeline_steps.render import render_unavailable
+
+    out = tiny_repo / "data/render/cheetah-run"
+    info = json.loads((out / "render.json").read_text())
+    reason = render_unavailable()
+    if reason:  # then the stage must have said so, and drawn nothing
+        assert info == {"rendered": False, "reason": reason} and not (out / "frames.png").exists()
+        pytest.skip(f"rendering unavailable here: {reason}")
+    assert info["rendered"] and info["mujoco_gl"] in ("egl", "osmesa")
+    summary = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/summary.csv")
+    cf, aw = summary[summary.method == "cfgrl"], summary[summary.method == "awr"]
+    best_w = cf.setting[cf.return_mean.idxmax()]
+    best_b = aw.setting[aw.return_mean.idxmax()]
+    names = [p["policy"] for p in info["policies"]]
+    assert names[:2] == [
+        "CFGRL w=0 (flow BC" + (", best)" if best_w == 0 else ")"),
+        "CFGRL w=1" + (" (best)" if best_w == 1 else ""),
+    ]
+    assert names[-1] == f"AWR 1/beta={best_b:g} (best)" and len(names) == (3 if best_w in (0, 1) else 4)
+    p = load_params(tiny_repo / "params.yaml")
+    assert info["steps"] == [i * (1000 // p.render.frames) for i in range(p.render.frames)]
+    # CFGRL w = 0 and w = 1 from the same start state, with evaluation episode 0's flow noise: the
+    # episodes evaluation scored (up to float rounding of another batch size; 5% on these 1000 steps)
+    ep = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/episodes.csv")
+    for w, rendered in zip((0.0, 1.0), info["policies"][:2]):
+        scored = ep[(ep.method == "cfgrl") & (ep.setting == w) & (ep.episode == 0)]["return"].item()
+        assert rendered["return"] == pytest.approx(scored, rel=0.05, abs=0.5), (w, rendered, scored)
+    img = np.asarray(Image.open(out / "frames.png").convert("RGB"))
+    assert img.shape[0] > 2 * p.render.height and img.shape[1] > p.render.frames * p.render.width // 2
+    assert img.std() > 10  # not a blank canvas
+
+
+def test_render_stage_says_why_it_skipped(tiny_repo, tmp_path, monkeypatch, caplog):
+    """No GL library (a bogus MUJOCO_GL stands in) or render.enabled false: render.json gives the reason,
+    no frame strip is left, and the stage does not fail."""
+    from pipeline_steps import render
+
+    monkeypatch.setenv("MUJOCO_GL", "no-such-backend")
+    reason = render.render_unavailable()
+    assert reason and reason.startswith("MUJOCO_GL=no-such-backend: MuJoCo cannot render offscreen here")
+    p = load_params(tiny_repo / "params.yaml")
+    (tmp_path / "frames.png").write_bytes(b"stale")
+    args = (
+        tiny_repo / "data/evaluate/cheetah-run/seed0",
+        tmp_path / "none.pt",
+        tmp_path / "none.pt",
+        tmp_path,
+    )
+    with caplog.at_level("WARNING"):
+        info = render.run(p, "cheetah-run", 0, *args)
+    assert info == {"rendered": False, "reason": reason} and not (tmp_path / "frames.png").exists()
+    assert json.loads((tmp_path / "render.json").read_text()) == info and reason in caplog.text
+    off = p.model_copy(update={"render": p.render.model_copy(update={"enabled": False})})
+    assert render.run(off, "cheetah-run", 0, *args)["reason"] == "params render.enabled is false"
 
 
 def test_second_repro_does_nothing(tiny_repo):
@@ -150,7 +212,9 @@ def test_editing_w_list_reruns_only_evaluate_plot_and_aggregate(tiny_repo):
     params["evaluate"]["guidance_ws"] = [0.0, 2.0]
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run(["dvc", "repro"], tiny_repo).stdout
-    assert sorted(_ran_stages(out)) == ["aggregate", "evaluate@cheetah-run-0", "plot@cheetah-run"], out
+    # + the params slices (params.yaml changed) and the rendered episodes (they read the evaluation)
+    expected = ["aggregate", "evaluate@cheetah-run-0", "params", "plot@cheetah-run", "render@cheetah-run"]
+    assert sorted(_ran_stages(out)) == expected, out
     summary = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/summary.csv")
     assert sorted(summary.setting[summary.method == "cfgrl"]) == [0.0, 2.0]
 
@@ -161,7 +225,7 @@ def test_editing_gc_w_list_reruns_only_gc_evaluate_gc_plot_and_aggregate(tiny_re
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run(["dvc", "repro"], tiny_repo).stdout
     gc = "pointmaze-medium-navigate"
-    assert sorted(_ran_stages(out)) == ["aggregate", f"gc_evaluate@{gc}-0", f"gc_plot@{gc}"], out
+    assert sorted(_ran_stages(out)) == ["aggregate", f"gc_evaluate@{gc}-0", f"gc_plot@{gc}", "params"], out
     summary = pd.read_csv(tiny_repo / f"data/gc_evaluate/{gc}/seed0/summary.csv")
     assert sorted(summary.w[summary.method == "cfgrl"].unique()) == [0.0, 1.0, 2.0, 3.0]
 
@@ -171,7 +235,7 @@ def test_editing_a_dataset_param_invalidates_the_dataset_and_downstream(tiny_rep
     params["dataset"]["collect"]["correlated"]["theta"] = 0.5
     (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
     status = _run(["dvc", "status", "--json"], tiny_repo).stdout
-    changed = set(json.loads(status))
+    changed = set(json.loads(status)) - {"params"}  # the params slices: params.yaml changed
     assert "dataset@cheetah-run" in changed
     assert {
         "label@cheetah-run-0",

@@ -20,7 +20,7 @@ from conftest import raw_params
 
 from pipeline_steps import train_cfgrl
 from pipeline_steps.algorithms.iql import IQL
-from pipeline_steps.config import LabelParams, parse_params
+from pipeline_steps.config import LabelParams, ParamsError, parse_params
 from pipeline_steps.data import DatasetError, load_transitions
 from pipeline_steps.train_awr import load_policies
 from pipeline_steps.train_cfgrl import load_policy
@@ -253,3 +253,62 @@ def test_labels_of_another_length_are_refused(work, tmp_path):
             tmp_path / "out",
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_periodic_evaluation_logs_returns_and_changes_no_weight(work, tmp_path):
+    """eval_every: evaluation returns join the training log every eval_every steps and at the end; they
+    are the current policy's (the last equals a rollout of the saved policy in the same batch), and
+    training draws the same numbers as with it off (same weights, same losses)."""
+    from pipeline_steps import train_awr
+    from pipeline_steps.evaluate import awr_act_fn, cfgrl_act_fn, eval_noise_seed, eval_reset_seed
+    from pipeline_steps.rollouts import run_lockstep
+
+    raw = tiny_raw()
+    raw["train_cfgrl"].update(eval_every=40, eval_episodes=1, eval_ws=[1.0, 3.0])
+    raw["train_awr"].update(eval_every=40, eval_episodes=1)
+    p = parse_params(raw)
+    dataset, labels = work / "data" / "dataset" / ENV / "minari", label_dir(work) / "labels.npz"
+    train_cfgrl.run(p, ENV, SEED, dataset, labels, tmp_path / "cfgrl")
+    train_awr.run(p, ENV, SEED, dataset, labels, tmp_path / "awr")
+    for stage, ckpt, cols in [
+        ("train_cfgrl", "policy.pt", ["eval/return/w=1", "eval/return/w=3"]),
+        ("train_awr", "policies.pt", [f"eval/return/inv_beta={b:g}" for b in INV_BETAS]),
+    ]:
+        base = work / "data" / stage / ENV / f"seed{SEED}"
+        out = tmp_path / ("cfgrl" if stage == "train_cfgrl" else "awr")
+        a = torch.load(base / ckpt, weights_only=False)["state_dict"]
+        b = torch.load(out / ckpt, weights_only=False)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), stage
+        off, on = pd.read_csv(base / "train_log.csv"), pd.read_csv(out / "train_log.csv")
+        pd.testing.assert_frame_equal(off, on[off.columns])
+        assert [c for c in on.columns if c.startswith("eval/")] == cols
+        steps = CFGRL_STEPS if stage == "train_cfgrl" else AWR_STEPS
+        probed = on.dropna(subset=cols)
+        assert probed.step.tolist() == [40, steps], (stage, probed.step.tolist())
+        assert on[on.step.isin([40, steps])][cols].notna().all().all()
+    # the last probe is the saved policy, rolled out in the same batch (evaluation episode 0)
+    cfgrl = load_policy(tmp_path / "cfgrl" / "policy.pt")
+    with torch.no_grad():
+        ret, _ = run_lockstep(
+            ENV,
+            [eval_reset_seed(SEED, 0)] * 2,
+            cfgrl_act_fn(cfgrl, np.array([1.0, 3.0]), [eval_noise_seed(SEED, 0)] * 2),
+        )
+    last = pd.read_csv(tmp_path / "cfgrl" / "train_log.csv").iloc[-1]
+    assert [last["eval/return/w=1"], last["eval/return/w=3"]] == ret.tolist()
+    awr = load_policies(tmp_path / "awr" / "policies.pt")
+    with torch.no_grad():
+        ret, _ = run_lockstep(
+            ENV, [eval_reset_seed(SEED, 0)] * len(INV_BETAS), awr_act_fn(awr, np.arange(len(INV_BETAS)))
+        )
+    last = pd.read_csv(tmp_path / "awr" / "train_log.csv").iloc[-1]
+    assert [last[f"eval/return/inv_beta={b:g}"] for b in INV_BETAS] == ret.tolist()
+
+
+def test_eval_every_must_fall_on_log_rows():
+    raw = tiny_raw()
+    raw["train_cfgrl"]["eval_every"] = CFGRL_LOG + 1
+    with pytest.raises(
+        ParamsError, match=f"eval_every {CFGRL_LOG + 1} must be a multiple of log_every {CFGRL_LOG}"
+    ):
+        parse_params(raw)

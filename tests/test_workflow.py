@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import sys
@@ -64,6 +65,7 @@ def dvc_stages(root: Path) -> list[dict]:
                 "cmd": st.cmd,
                 "deps": {d.def_path for d in st.deps if not isinstance(d, ParamsDependency)},
                 "outs": {o.def_path for o in st.outs},
+                "params": {k for d in st.deps if isinstance(d, ParamsDependency) for k in d.params},
             }
             for st in repo.index.stages
         ]
@@ -102,6 +104,7 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
         "dataset": envs,
         **dict.fromkeys(per_seed, envs * seeds),
         "plot": envs,
+        "render": envs,
         "aggregate": 1,
         "gc_dataset": gc,
         "train_gc": gc * seeds * 3,
@@ -114,16 +117,27 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
 def test_snakemake_and_dvc_build_the_same_dag():
     """Default profile: every Snakemake job is a dvc.yaml stage with the same outputs, the same inputs
     (code and data) and the same command, and no stage is missing from either side."""
+    from pipeline_steps import params_slices
+
     jobs = parse_jobs(dry_run(REPO))
     stages = dvc_stages(REPO)
+    # dvc.yaml's params stage writes the params slices; Snakemake writes them when it parses the Snakefile
+    slices_stage = next(s for s in stages if s["name"] == "params")
+    assert slices_stage["outs"] == {str(params_slices.slice_path(k)) for k in params_slices.KEYS}
+    stages.remove(slices_stage)
     all_outs = set().union(*(s["outs"] for s in stages))
     by_outs = {frozenset(s["outs"]): s for s in stages}
-    assert len(jobs) == len(stages) == 15 + 6, (len(jobs), len(stages))  # + the goal-conditioned env's 6
+    assert len(jobs) == len(stages) == 17 + 6, (len(jobs), len(stages))  # + the goal-conditioned env's 6
     for job in jobs:
         stage = by_outs.get(frozenset(job["output"]))
         assert stage is not None, f"no dvc stage writes {sorted(job['output'])}"
         assert normalise_shell(job["shell"]) == stage["cmd"], (job["shell"], stage["cmd"])
-        assert job["input"] == expand_dir_deps(stage["deps"], all_outs), stage["name"]
+        # a dry run shows a changed (or not yet written) slice under .snakemake/params_pending/
+        inputs = {i.removeprefix(".snakemake/params_pending/") for i in job["input"]}
+        assert inputs == expand_dir_deps(stage["deps"], all_outs), stage["name"]
+        # each stage depends on exactly the slices of its params: keys
+        slices = {d for d in stage["deps"] if d.startswith("data/params/")}
+        assert slices == {str(params_slices.slice_path(k)) for k in stage["params"]}, stage["name"]
 
 
 def test_expand_dir_deps_and_normalise_shell_are_strict():
@@ -174,7 +188,12 @@ def test_slurm_profile_submits_the_requested_resources(tmp_path):
     for name, body in FAKE_TOOLS.items():
         (fake / name).write_text(f"#!/bin/bash\n{body}\n")
         (fake / name).chmod(stat.S_IRWXU)
-    # the dataset exists already, so the first jobs submitted are the paper profile's training jobs
+    # the dataset exists already (made after the params slices), so the first jobs submitted are the
+    # paper profile's training jobs
+    from pipeline_steps import params_slices
+    from pipeline_steps.config import load_params
+
+    params_slices.write(load_params(repo / "profiles/paper.yaml"), repo)
     for env in ("walker-run", "cheetah-run"):
         (repo / f"data/dataset/{env}/minari").mkdir(parents=True)
         (repo / f"data/dataset/{env}/stats.json").write_text("{}")
@@ -250,16 +269,42 @@ def test_parallel_jobs_track_to_one_mlflow_db_without_lock_errors(tiny2_run):
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
     runs = db.execute("select status from runs").fetchall()
-    # dataset + 5 per-seed stages x 2 seeds + plot + aggregate; gc_dataset + 4 per seed x 2 + gc_plot
-    assert len(runs) == 1 + 5 * 2 + 1 + 1 + 1 + 4 * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
+    # dataset + 5 per-seed stages x 2 seeds + plot + render + aggregate; gc_dataset + 4 per seed x 2 + gc_plot
+    assert len(runs) == 1 + 5 * 2 + 1 + 1 + 1 + 1 + 4 * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
+
+
+def dvc_would_run(repo: Path) -> list[str]:
+    return sorted(re.findall(r"Running stage '([^']+)'", run_tool(["dvc", "repro", "--dry"], repo).stdout))
+
+
+def edit_params(repo: Path, section: str, key: str, value) -> None:
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p[section][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
 
 
 def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
-    repo, _ = tiny2_run
-    run_tool(["dvc", "commit", "-f"], repo)
-    out = run_tool(["dvc", "repro"], repo).stdout
-    assert "Running stage" not in out, out
+    """Snakemake records its jobs in dvc.lock when it ends: dvc repro has nothing to do."""
+    repo, out = tiny2_run
+    assert "dvc.lock: recorded the 25 stages of this run" in out  # its 24 jobs + the params slices
+    assert dvc_would_run(repo) == []
     assert run_tool(["dvc", "status"], repo).stdout.strip() in ("", "Data and pipelines are up to date.")
+
+
+def test_params_edit_after_snakemake_reruns_exactly_the_affected_dvc_stages(tiny2_run, tmp_path):
+    """Outputs made by Snakemake, then an edit of the evaluate section: dvc repro reruns the params
+    slices, the two evaluations and the plot and render stages that read them; nothing else. (The
+    aggregate does not rerun: timing_repeats changes no return, so the plot's outputs come out
+    byte-identical and DVC, which compares contents, skips it.)"""
+    repo = Path(shutil.copytree(tiny2_run[0], tmp_path / "repo", symlinks=True))
+    edit_params(repo, "evaluate", "timing_repeats", 2)
+    out = run_tool(["dvc", "repro"], repo, timeout=600).stdout
+    ran = sorted(re.findall(r"Running stage '([^']+)'", out))
+    env = "cheetah-run"
+    assert ran == sorted(
+        ["params", f"evaluate@{env}-0", f"evaluate@{env}-1", f"plot@{env}", f"render@{env}"]
+    ), out
+    assert dvc_would_run(repo) == []
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,7 +323,7 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
     repo, out = tiny2_dvc
     ran = re.findall(r"Running stage '([^']+)'", out)
     per_seed = ["label", "train_cfgrl", "train_awr", "train_awf", "evaluate"]
-    expected = ["dataset@cheetah-run", "plot@cheetah-run", "aggregate"]
+    expected = ["params", "dataset@cheetah-run", "plot@cheetah-run", "render@cheetah-run", "aggregate"]
     expected += [f"{s}@cheetah-run-{seed}" for s in per_seed for seed in (0, 1)]
     gc = "pointmaze-medium-navigate"
     expected += [f"gc_dataset@{gc}", f"gc_plot@{gc}"] + [f"gc_evaluate@{gc}-{seed}" for seed in (0, 1)]
@@ -286,19 +331,41 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
     assert sorted(ran) == sorted(expected), out
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
-    assert db.execute("select status from runs").fetchall() == [("FINISHED",)] * len(expected)
+    tracked = len(expected) - 1  # every stage but the params slices is an MLflow run
+    assert db.execute("select status from runs").fetchall() == [("FINISHED",)] * tracked
     runs = db.execute(
         "select r.status, r.start_time, r.end_time, t.value from runs r join tags t"
         " on r.run_uuid = t.run_uuid where t.key = 'seed'"
     ).fetchall()
     runs = [r for r in runs if r[3] in ("0", "1")]
-    assert len(runs) == 5 * 2 + 4 * 2  # the per-seed stages
+    assert len(runs) == 5 * 2 + 4 * 2 + 1  # the per-seed stages, and render (on seed 0)
     # wave 2 ran the two seeds' branches at the same time: their spans overlap
     span = {s: [(a, b) for _, a, b, seed in runs if seed == s] for s in ("0", "1")}
     starts = {s: min(a for a, _ in span[s]) for s in span}
     ends = {s: max(b for _, b in span[s]) for s in span}
     assert max(starts.values()) < min(ends.values()), (starts, ends)
     assert "Running stage" not in run_tool(["dvc", "repro"], repo).stdout
+
+
+def test_params_edit_after_dvc_reruns_exactly_the_affected_snakemake_jobs(tiny2_dvc, tmp_path):
+    """Outputs made by DVC carry no Snakemake metadata: Snakemake still sees a params edit (through the
+    params slices), reruns exactly the jobs it reaches, and records them in dvc.lock for DVC."""
+    repo = Path(shutil.copytree(tiny2_dvc[0], tmp_path / "repo", symlinks=True))
+    snake = ["snakemake", "--cores", "2"]
+    assert "Nothing to be done" in run_tool([*snake, "-n"], repo).stdout
+    edit_params(repo, "evaluate", "guidance_ws", [0.0, 1.0, 2.0])
+    assert job_counts(run_tool([*snake, "-n"], repo).stdout) == {
+        "evaluate": 2,
+        "plot": 1,
+        "render": 1,
+        "aggregate": 1,
+        "all": 1,
+    }
+    run_tool(snake, repo, timeout=600)
+    ep = pd.read_csv(repo / "data/evaluate/cheetah-run/seed1/episodes.csv")
+    assert sorted(set(ep[ep.method == "cfgrl"].setting)) == [0.0, 1.0, 2.0]
+    assert "Nothing to be done" in run_tool([*snake, "-n"], repo).stdout
+    assert dvc_would_run(repo) == []  # Snakemake's jobs are in dvc.lock
 
 
 def test_parallel_repro_outputs_equal_the_snakemake_runs(tiny2_dvc, tiny2_run):
@@ -319,9 +386,11 @@ def test_repro_waves_and_jobs():
     from pipeline_steps.repro import BRANCH_STAGES, GC_BRANCH_STAGES, default_jobs, repro, waves
 
     p = load_params(REPO / "profiles" / "results.yaml")
-    datasets, branches = waves(p)
+    slices, datasets, branches = waves(p)
     gc = "pointmaze-medium-navigate"
-    assert datasets == [["dataset@walker-run"], ["dataset@cheetah-run"], [f"gc_dataset@{gc}"]]
+    assert slices == [["params"]]  # every stage reads the params slices: written once, first
+    one = "--single-item"  # wave 0 made the slices, the datasets' one upstream stage
+    assert datasets == [[one, "dataset@walker-run"], [one, "dataset@cheetah-run"], [one, f"gc_dataset@{gc}"]]
     assert len(branches) == 6 + 3 and branches[8] == [
         "--single-item",
         f"train_gc@{gc}-2-cfgrl",
@@ -367,8 +436,8 @@ def test_repro_failed_branch_lets_its_wave_finish_then_stops(monkeypatch):
     branches = [f"evaluate@{e}-{s}" for e in ("walker-run", "cheetah-run") for s in (0, 1, 2)]
     branches += [f"gc_evaluate@pointmaze-medium-navigate-{s}" for s in (0, 1, 2)]
     datasets = ["dataset@cheetah-run", "dataset@walker-run", "gc_dataset@pointmaze-medium-navigate"]
-    assert sorted(calls[:3]) == datasets
-    assert sorted(calls[3:]) == sorted(branches)
+    assert calls[0] == "params" and sorted(calls[1:4]) == datasets
+    assert sorted(calls[4:]) == sorted(branches)
     assert "all" not in calls
     calls.clear()
     driver.repro(p, 1)  # one job: just the plain `dvc repro`

@@ -4,16 +4,15 @@ rule aggregate:
         code=["pipeline_steps/aggregate.py", "pipeline_steps/plot.py"],
         plots=[f for env in ENVS for f in plot_outputs(env)],
         gc_plots=[f for env in GC_ENVS for f in gc_plot_outputs(env)],
+        params=slices("aggregate", "envs", "gc_envs", "seeds"),
     output:
         gc_results="data/aggregate/gc_results.csv",
         results="data/aggregate/results.csv",
         summary="data/aggregate/summary.csv",
         summary_md="data/aggregate/summary.md",
         figure="data/aggregate/return_vs_w.png",
+        metrics="data/aggregate/metrics.json",
     params:
-        envs=ENVS,
-        gc_envs=GC_ENVS,
-        seeds=SEEDS,
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent))  # the repo root: pipeline_steps
 
-from pipeline_steps import tracking
+from pipeline_steps import params_slices, tracking
+from pipeline_steps.params_slices import dvc_commit
 from pipeline_steps.config import GC_ALGOS, ParamsError, load_params, parse_params
 
 # The params file the stage CLIs read: params.yaml, or the single --configfile given on the command line
@@ -47,9 +48,44 @@ onstart:
     tracking.init_store()
 
 
-def section(name):
-    """A params section as a plain dict, passed to a rule's params: so editing it reruns the rule."""
-    return getattr(P, name).model_dump()
+# Params reach a job as files: the slices of the keys its dvc.yaml stage lists under params:
+# (pipeline_steps/params_slices.py), rewritten only when a value changes. An edited key's slice is then
+# newer than the outputs of the jobs that read it, whichever driver made them (outputs made by DVC carry
+# no Snakemake metadata, so Snakemake's own params trigger would miss the edit). A dry run (or --dag)
+# writes nothing under data/: a changed or missing slice is shown as .snakemake/params_pending/<key>.json.
+SLICES = {}  # key -> the path this invocation's jobs read
+DVC_STAGES = {"params"}  # the dvc.yaml stages of this invocation's jobs: recorded in dvc.lock at the end
+
+
+def _slice_paths():
+    if not SLICES:
+        executing = workflow.executor_plugin is not None and not workflow.dryrun and not workflow.touch
+        if executing:
+            params_slices.write(P)
+        pending = params_slices.stale(P)  # after a write, none
+        params_slices.write(P, Path(".snakemake/params_pending"), keys=pending, touch=True)
+        for key in params_slices.KEYS:
+            root = Path(".snakemake/params_pending") if key in pending else Path(".")
+            SLICES[key] = str(params_slices.slice_path(key, root))
+    return SLICES
+
+
+def slices(dvc_stage, *keys):
+    """A rule's params input: the slices of `keys` (its dvc.yaml stage's params:). `dvc_stage` is that
+    stage's name, formatted with the job's wildcards (e.g. "label@{env}-{seed}")."""
+
+    def inputs(wildcards):
+        DVC_STAGES.add(dvc_stage.format(**wildcards))
+        return [_slice_paths()[k] for k in keys]
+
+    return inputs
+
+
+onsuccess:
+    # the jobs' outputs are current for params.yaml: record them in dvc.lock, so `dvc repro` reruns
+    # only what a later edit reaches (the reverse of the slices above). Outputs made from another params
+    # file are not recorded: dvc repro reads params.yaml and will rerun what differs.
+    dvc_commit(DVC_STAGES, PARAMS_FILE)
 
 
 # Outputs of each stage (dvc.yaml: outs + metrics + plots), by stage
@@ -82,9 +118,11 @@ PLOT_FILES = [
     "results.csv",
     "return_vs_w.png",
     "drift_vs_w.png",
+    "return_vs_drift.png",
     "advantage_hist.png",
     "weight_concentration.png",
     "training_curves.png",
+    "return_over_training.png",
 ]
 
 

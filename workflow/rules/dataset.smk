@@ -8,11 +8,11 @@ rule dataset:
             "pipeline_steps/algorithms/sac.py",
             "pipeline_steps/algorithms/common.py",
         ],
+        params=slices("dataset@{env}", "dataset"),
     output:
         minari=directory("data/dataset/{env}/minari"),
         stats="data/dataset/{env}/stats.json",
     params:
-        dataset=section("dataset"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

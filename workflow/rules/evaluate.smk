@@ -19,13 +19,12 @@ rule evaluate:
         cfgrl="data/train_cfgrl/{env}/seed{seed}/policy.pt",
         awr="data/train_awr/{env}/seed{seed}/policies.pt",
         awf="data/train_awf/{env}/seed{seed}/policies.pt",
+        params=slices("evaluate@{env}-{seed}", "evaluate", "runtime"),
     output:
         episodes="data/evaluate/{env}/seed{seed}/episodes.csv",
         summary="data/evaluate/{env}/seed{seed}/summary.csv",
         metrics="data/evaluate/{env}/seed{seed}/metrics.json",
     params:
-        evaluate=section("evaluate"),
-        runtime=section("runtime"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

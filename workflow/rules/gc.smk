@@ -15,12 +15,12 @@ rule gc_dataset:
             "pipeline_steps/data.py",
             "pipeline_steps/config.py",
         ],
+        params=slices("gc_dataset@{gcenv}", "gc_dataset"),
     output:
         minari=directory("data/gc_dataset/{gcenv}/minari"),
         ogbench=directory("data/gc_dataset/{gcenv}/ogbench"),
         stats="data/gc_dataset/{gcenv}/stats.json",
     params:
-        gc_dataset=section("gc_dataset"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"
@@ -47,13 +47,12 @@ rule train_gc:
             "pipeline_steps/algorithms/common.py",
         ],
         dataset="data/gc_dataset/{gcenv}/minari",
+        params=slices("train_gc@{gcenv}-{seed}-{algo}", "train_gc", "runtime"),
     output:
         policy="data/train_gc/{gcenv}/{algo}/seed{seed}/policy.pt",
         train_log="data/train_gc/{gcenv}/{algo}/seed{seed}/train_log.csv",
         metrics="data/train_gc/{gcenv}/{algo}/seed{seed}/metrics.json",
     params:
-        train_gc=section("train_gc"),
-        runtime=section("runtime"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"
@@ -83,12 +82,10 @@ rule gc_evaluate:
             "pipeline_steps/algorithms/common.py",
         ],
         policies=expand("data/train_gc/{{gcenv}}/{algo}/seed{{seed}}/policy.pt", algo=GC_ALGOS),
+        params=slices("gc_evaluate@{gcenv}-{seed}", "gc_evaluate", "gc_dataset.generate.maze_noise", "runtime"),
     output:
         gc_evaluate_outputs("{gcenv}", "{seed}"),
     params:
-        gc_evaluate=section("gc_evaluate"),
-        maze_noise=P.gc_dataset.generate.maze_noise,
-        runtime=section("runtime"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"
@@ -108,11 +105,10 @@ rule gc_plot:
     input:
         code=["pipeline_steps/gc_plot.py"],
         evaluate=lambda wc: [f for s in SEEDS for f in gc_evaluate_outputs(wc.gcenv, s)],
+        params=slices("gc_plot@{gcenv}", "seeds", "gc_evaluate.trajectory_task"),
     output:
         gc_plot_outputs("{gcenv}"),
     params:
-        seeds=SEEDS,
-        trajectory_task=P.gc_evaluate.trajectory_task,
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

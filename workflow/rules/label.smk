@@ -9,14 +9,13 @@ rule label:
             "pipeline_steps/training.py",
         ],
         dataset="data/dataset/{env}/minari",
+        params=slices("label@{env}-{seed}", "label", "runtime"),
     output:
         labels="data/label/{env}/seed{seed}/labels.npz",
         train_log="data/label/{env}/seed{seed}/train_log.csv",
         critic="data/label/{env}/seed{seed}/critic.pt",
         metrics="data/label/{env}/seed{seed}/metrics.json",
     params:
-        label=section("label"),
-        runtime=section("runtime"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

@@ -9,10 +9,10 @@ rule plot:
         train_awr=lambda wc: [f for s in SEEDS for f in awr_outputs(wc.env, s)],
         train_awf=lambda wc: [f for s in SEEDS for f in awf_outputs(wc.env, s)],
         evaluate=lambda wc: [f for s in SEEDS for f in evaluate_outputs(wc.env, s)],
+        params=slices("plot@{env}", "seeds"),
     output:
         [f"data/plots/{{env}}/{f}" for f in PLOT_FILES],
     params:
-        seeds=SEEDS,
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

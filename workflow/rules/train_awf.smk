@@ -1,7 +1,4 @@
 # train_cfgrl's network keys reach this rule too (the velocity net is CFGRL's), as in dvc.yaml
-AWF_NET_KEYS = ["hidden", "layer_norm", "lr", "time_sampling", "flow_steps", "time_emb_dim", "normalize_obs"]
-
-
 rule train_awf:
     input:
         code=[
@@ -16,14 +13,18 @@ rule train_awf:
         ],
         dataset="data/dataset/{env}/minari",
         labels="data/label/{env}/seed{seed}/labels.npz",
+        params=slices(
+            "train_awf@{env}-{seed}",
+            "train_awf",
+            *(f"train_cfgrl.{k}" for k in ("hidden", "layer_norm", "lr", "time_sampling", "flow_steps")),
+            *(f"train_cfgrl.{k}" for k in ("time_emb_dim", "normalize_obs")),
+            "runtime",
+        ),
     output:
         policies="data/train_awf/{env}/seed{seed}/policies.pt",
         train_log="data/train_awf/{env}/seed{seed}/train_log.csv",
         metrics="data/train_awf/{env}/seed{seed}/metrics.json",
     params:
-        train_awf=section("train_awf"),
-        net={k: v for k, v in section("train_cfgrl").items() if k in AWF_NET_KEYS},
-        runtime=section("runtime"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

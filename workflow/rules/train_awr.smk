@@ -2,6 +2,9 @@ rule train_awr:
     input:
         code=[
             "pipeline_steps/train_awr.py",
+            "pipeline_steps/evaluate.py",
+            "pipeline_steps/rollouts.py",
+            "pipeline_steps/envs.py",
             "pipeline_steps/config.py",
             "pipeline_steps/data.py",
             "pipeline_steps/algorithms/awr.py",
@@ -10,13 +13,12 @@ rule train_awr:
         ],
         dataset="data/dataset/{env}/minari",
         labels="data/label/{env}/seed{seed}/labels.npz",
+        params=slices("train_awr@{env}-{seed}", "train_awr", "runtime"),
     output:
         policies="data/train_awr/{env}/seed{seed}/policies.pt",
         train_log="data/train_awr/{env}/seed{seed}/train_log.csv",
         metrics="data/train_awr/{env}/seed{seed}/metrics.json",
     params:
-        train_awr=section("train_awr"),
-        runtime=section("runtime"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"

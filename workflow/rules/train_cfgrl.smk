@@ -2,6 +2,9 @@ rule train_cfgrl:
     input:
         code=[
             "pipeline_steps/train_cfgrl.py",
+            "pipeline_steps/evaluate.py",
+            "pipeline_steps/rollouts.py",
+            "pipeline_steps/envs.py",
             "pipeline_steps/config.py",
             "pipeline_steps/data.py",
             "pipeline_steps/algorithms/cfgrl.py",
@@ -10,13 +13,12 @@ rule train_cfgrl:
         ],
         dataset="data/dataset/{env}/minari",
         labels="data/label/{env}/seed{seed}/labels.npz",
+        params=slices("train_cfgrl@{env}-{seed}", "train_cfgrl", "runtime"),
     output:
         policy="data/train_cfgrl/{env}/seed{seed}/policy.pt",
         train_log="data/train_cfgrl/{env}/seed{seed}/train_log.csv",
         metrics="data/train_cfgrl/{env}/seed{seed}/metrics.json",
     params:
-        train_cfgrl=section("train_cfgrl"),
-        runtime=section("runtime"),
         args=PARAMS_ARG,
     conda:
         "../envs/cfgrl.yaml"
