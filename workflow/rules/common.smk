@@ -52,7 +52,8 @@ onstart:
 # (pipeline_steps/params_slices.py), rewritten only when a value changes. An edited key's slice is then
 # newer than the outputs of the jobs that read it, whichever driver made them (outputs made by DVC carry
 # no Snakemake metadata, so Snakemake's own params trigger would miss the edit). A dry run (or --dag)
-# writes nothing under data/: a changed or missing slice is shown as .snakemake/params_pending/<key>.json.
+# writes nothing under data/: a changed or missing slice is shown as
+# .snakemake/params_pending/data/params/<key>.json.
 SLICES = {}  # key -> the path this invocation's jobs read
 DVC_STAGES = {"params"}  # the dvc.yaml stages of this invocation's jobs: recorded in dvc.lock at the end
 
@@ -85,7 +86,8 @@ onsuccess:
     # the jobs' outputs are current for params.yaml: record them in dvc.lock, so `dvc repro` reruns
     # only what a later edit reaches (the reverse of the slices above). Outputs made from another params
     # file are not recorded: dvc repro reads params.yaml and will rerun what differs.
-    dvc_commit(DVC_STAGES, PARAMS_FILE)
+    if workflow.is_main_process:  # not in each SLURM job's own snakemake process
+        dvc_commit(DVC_STAGES, PARAMS_FILE)
 
 
 # Outputs of each stage (dvc.yaml: outs + metrics + plots), by stage
