@@ -147,29 +147,28 @@ def gc_markdown(gc: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+HEADLINE = {  # metrics.json key: summary column (a setting the params do not have is left out)
+    "flow_bc": "flow_bc_mean",
+    "cfgrl_w1": "cfgrl_w1_mean",
+    "cfgrl_best": "cfgrl_best_mean",
+    "cfgrl_best_w": "cfgrl_best_setting",
+    "awr_best": "awr_best_mean",
+    "awr_best_inv_beta": "awr_best_setting",
+    "awf_best": "awf_best_mean",
+}
+
+
 def headline_metrics(summary: pd.DataFrame, gc: pd.DataFrame) -> dict:
     """metrics.json: {"headline": {env: {flow_bc, cfgrl_w1, cfgrl_best, cfgrl_best_w, awr_best, ...}}}."""
     out = {}
     for r in summary.to_dict("records"):
-        out[r["env"]] = {
-            "flow_bc": r["flow_bc_mean"],
-            "cfgrl_w1": r["cfgrl_w1_mean"],
-            "cfgrl_best": r["cfgrl_best_mean"],
-            "cfgrl_best_w": r["cfgrl_best_setting"],
-            "awr_best": r["awr_best_mean"],
-            "awr_best_inv_beta": r["awr_best_setting"],
-            "awf_best": r["awf_best_mean"],
-        }
+        out[r["env"]] = {k: r[col] for k, col in HEADLINE.items() if col in r and pd.notna(r[col])}
     for env, g in gc.groupby("env", sort=False):
-        c = g[g.method == "cfgrl"].sort_values("w", kind="stable")
+        c = g[g.method == "cfgrl"]
         best = c.loc[c.success.idxmax()]
-        m = {"success_w1": float(c[c.w == 1.0].success.iloc[0]) if (c.w == 1.0).any() else float("nan")}
-        m |= {"success_best": float(best.success), "success_best_w": float(best.w)}
-        m |= {
-            f"success_{k}": float(g[g.method == k].success.iloc[0])
-            for k in GC_METHODS
-            if (g.method == k).any()
-        }
+        m = {"success_w1": c[c.w == 1.0].success.iloc[0]} if (c.w == 1.0).any() else {}
+        m |= {"success_best": best.success, "success_best_w": best.w}
+        m |= {f"success_{k}": g[g.method == k].success.iloc[0] for k in GC_METHODS if (g.method == k).any()}
         out[env] = m
     # one top-level key, so `dvc exp show` columns are headline.<env>.<number> (make exps keeps those)
     return {"headline": {env: {k: float(v) for k, v in m.items()} for env, m in out.items()}}

@@ -471,3 +471,46 @@ def test_aggregate_summary_picks_bc_w1_and_best_settings():
     )
     assert row_md in md
     assert "over seeds" in md
+
+
+def test_headline_metrics_are_the_summary_numbers_and_skip_missing_settings():
+    """data/aggregate/metrics.json (make exps' columns): the summary's means, and no key (not a NaN,
+    which is not JSON) for a setting the params do not have, e.g. no w = 1 in the w list."""
+    from pipeline_steps.aggregate import headline_metrics, summarize_env
+
+    res = pd.DataFrame(
+        {
+            "env": "walker-run",
+            "method": ["cfgrl"] * 3 + ["awr"] * 2 + ["awf"],
+            "setting": [0.0, 2.0, 5.0, 1.0, 30.0, 3.0],
+            "seeds": 1,
+            "return_mean": [20.0, 60.0, 40.0, 30.0, 45.0, 55.0],
+            "return_ci95": 1.0,
+            "ci_over": "episodes",
+            "dataset_return_mean": 24.0,
+        }
+    )
+    gc = pd.DataFrame(
+        {
+            "env": "pointmaze-medium-navigate",
+            "method": ["cfgrl", "cfgrl", "flow_gcbc", "gcbc"],
+            "w": [1.0, 3.0, np.nan, np.nan],
+            "success": [0.2, 0.4, 0.3, 0.1],
+        }
+    )
+    m = headline_metrics(pd.DataFrame([summarize_env(res)]), gc)["headline"]
+    assert m["walker-run"] == {
+        "flow_bc": 20.0,
+        "cfgrl_best": 60.0,
+        "cfgrl_best_w": 2.0,
+        "awr_best": 45.0,
+        "awr_best_inv_beta": 30.0,
+        "awf_best": 55.0,
+    }
+    assert m["pointmaze-medium-navigate"] == {
+        "success_w1": 0.2,
+        "success_best": 0.4,
+        "success_best_w": 3.0,
+        "success_flow_gcbc": 0.3,
+        "success_gcbc": 0.1,
+    }
