@@ -5,9 +5,13 @@ Sources (params `gc_dataset.source`):
   package. pointmaze (`navigate`, `stitch`): the unit direction from the agent's xy to the oracle
   subgoal (`get_oracle_subgoal`, a BFS over maze cells, memoised per (cell, goal cell): the same
   arrays, several times faster) plus N(0, maze_noise^2) per dim, clipped to [-1, 1]; navigate draws a
-  new goal (a non-corridor cell) on every success. cube (`play`): OGBench's CubePlanOracle with
-  manip_noise / manip_noise_smoothing, a new target whenever the oracle is done. Seeded (OGBench's
-  own generators seed nothing): the same params give byte-identical arrays.
+  new goal (a non-corridor cell) on every success. cube / scene / puzzle (`play`, `noisy`): OGBench's
+  generate_manipspace.py, the env in data_collection mode; the oracle of the current target task
+  (`info['privileged/target_task']`: cube, button, drawer or window) acts, play with the plan oracles
+  (manip_noise / manip_noise_smoothing), noisy with the Markov oracles plus per-episode Gaussian
+  noise (xi ~ U(0, manip_noise)) and random actions (commands.sh's p_random_action); a new target
+  whenever the oracle is done; scene episodes failing OGBench's health check are made again.
+  Seeded (OGBench's own generators seed nothing): the same params give byte-identical arrays.
 - `download`: `{base_url}/<name>-v0.npz` and `<name>-v0-val.npz`, verified (a zip, OGBench's keys,
   consistent lengths, finite values) and kept in `cache_dir`; a 404, truncated, non-npz or incomplete
   file is a DatasetError naming it, and nothing is left behind.
@@ -21,8 +25,9 @@ Outputs, data/gc_dataset/<env>/:
   stats.json                   size, generation speed, the data policy's success rate (DVC metrics)
 
 OGBench's recipes (episodes x steps per episode, + 1/10 for validation): pointmaze medium / large /
-teleport navigate 1000 x 1001, giant navigate 500 x 2001, stitch 5000 x 201; cube / scene / puzzle
-play 1000 x 1001. params.yaml's defaults are smaller (CPU budget): see its comments.
+teleport navigate 1000 x 1001, giant navigate 500 x 2001, stitch 5000 x 201; cube-single / -double,
+scene, puzzle-3x3 / -4x4 play and noisy 1000 x 1001, puzzle-4x5 3000 x 1001, puzzle-4x6 5000 x 1001.
+params.yaml's defaults are smaller (CPU budget): see its comments.
 """
 
 from __future__ import annotations
@@ -165,37 +170,130 @@ def generate_maze(name: str, n_episodes: int, steps: int, noise: float, seed: in
     return episodes
 
 
-def generate_cube(
+# OGBench's data_gen_scripts/commands.sh: the noisy datasets' --p_random_action (play: 0), and the
+# script's --min_norm default (the Markov oracles' minimum action norm)
+P_RANDOM_ACTION = {"cube": 0.1, "scene": 0.1, "puzzle": 0.2}
+MARKOV_MIN_NORM = 0.4
+
+
+def manip_oracles(env, family: str, kind: str, noise: float, smoothing: float) -> dict:
+    """OGBench's oracles per target task (`info['privileged/target_task']`): plan oracles for `play`,
+    Markov (closed-loop) oracles for `noisy`, as generate_manipspace.py builds them."""
+    from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
+    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+    from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
+    from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
+    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
+    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
+
+    if kind == "play":
+        plan = dict(env=env, noise=noise, noise_smoothing=smoothing)
+        if family == "cube":
+            return {"cube": CubePlanOracle(**plan)}
+        if family == "scene":
+            return {
+                "cube": CubePlanOracle(**plan),
+                "button": ButtonPlanOracle(**plan),
+                "drawer": DrawerPlanOracle(**plan),
+                "window": WindowPlanOracle(**plan),
+            }
+        return {"button": ButtonPlanOracle(**plan, gripper_always_closed=True)}
+    markov = dict(env=env, min_norm=MARKOV_MIN_NORM)
+    if family == "cube":
+        return {"cube": CubeMarkovOracle(**markov)}
+    if family == "scene":
+        return {
+            "cube": CubeMarkovOracle(**markov, max_step=100),
+            "button": ButtonMarkovOracle(**markov),
+            "drawer": DrawerMarkovOracle(**markov),
+            "window": WindowMarkovOracle(**markov),
+        }
+    return {"button": ButtonMarkovOracle(**markov, gripper_always_closed=True)}
+
+
+def stack_probability(base: str) -> float:
+    """The episode's cube-stacking probability for set_new_target (drawn from np.random where the
+    script draws it; scene and puzzle: 0.5, no draw)."""
+    if "single" in base:
+        return 0.0
+    for word, (lo, hi) in (
+        ("double", (0.0, 0.25)),
+        ("triple", (0.05, 0.35)),
+        ("quadruple", (0.1, 0.5)),
+        ("octuple", (0.0, 0.35)),
+    ):
+        if word in base:
+            return np.random.uniform(lo, hi)
+    return 0.5
+
+
+def scene_is_healthy(qpos: np.ndarray) -> bool:
+    """OGBench's scene health check: the cube stays visible unless it is in the drawer (so test-time
+    goal images are unambiguous); an unhealthy episode is dropped and generated again."""
+    block = qpos[:, 14:17]
+    too_right = (block[:, 1] >= 0.29).any()
+    too_left = ((block[:, 1] <= -0.3) & ((block[:, 2] < 0.06) | (block[:, 2] > 0.08))).any()
+    return not (too_right or too_left)
+
+
+def generate_manip(
     name: str, n_episodes: int, steps: int, noise: float, smoothing: float, seed: int, bar
 ) -> list[Episode]:
-    """OGBench's cube `play` recipe (data_gen_scripts/generate_manipspace.py, CubePlanOracle)."""
-    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
-
+    """OGBench's manipulation recipes (data_gen_scripts/generate_manipspace.py) for cube, scene and
+    puzzle, `play` and `noisy`: the env in mode='data_collection' with terminate_at_goal=False; the
+    oracle of the current target task acts (noisy: Markov oracle + N(0, xi^2 [1, 1, 1, 3, 10]) with
+    xi ~ U(0, noise) per episode, and a random action with probability P_RANDOM_ACTION); whenever the
+    oracle is done, set_new_target draws the next target and its task's oracle takes over. scene
+    episodes failing the health check are generated again, as OGBench does."""
     base, kind = gc_envs.split_gc_name(name)
-    if not base.startswith("cube") or kind != "play":
-        raise DatasetError(f"{name}: local generation covers pointmaze and cube-*-play; use source download")
+    family = base.split("-")[0]
+    if family not in ("cube", "scene", "puzzle") or kind not in ("play", "noisy"):
+        raise DatasetError(
+            f"{name}: local generation covers pointmaze and cube / scene / puzzle play and noisy; "
+            "use source download"
+        )
     env = gc_envs.make_gc_env(name, terminate_at_goal=False, mode="data_collection", max_episode_steps=steps)
-    np.random.seed(seed)  # OGBench's env and oracle draw from np.random
-    env.action_space.seed(seed)
-    agent = CubePlanOracle(env=env, noise=noise, noise_smoothing=smoothing)
-    episodes = []
-    for ep_idx in range(n_episodes):
-        ob, info = env.reset(seed=seed if ep_idx == 0 else None)
-        p_stack = 0.0 if "single" in base else np.random.uniform(0.0, 0.25)
+    np.random.seed(seed)  # OGBench's env and oracles draw from np.random
+    env.action_space.seed(seed)  # the noisy recipe's random actions
+    agents = manip_oracles(env, family, kind, noise, smoothing)
+    p_random = P_RANDOM_ACTION[family] if kind == "noisy" else 0.0
+    episodes, reset_seed, unhealthy = [], seed, 0
+    while len(episodes) < n_episodes:
+        ob, info = env.reset(seed=reset_seed)
+        reset_seed = None  # one seeded stream for the whole dataset
+        p_stack = stack_probability(base)
+        if kind == "noisy":
+            xi = np.random.uniform(0, noise)
+        agent = agents[info["privileged/target_task"]]
         agent.reset(ob, info)
         observations, actions, infos = [], [], {}
         done = False
         while not done:
-            action = np.clip(np.asarray(agent.select_action(ob, info)), -1.0, 1.0)
+            if np.random.rand() < p_random:  # drawn on every step, as the script does (play: never true)
+                action = env.action_space.sample()
+            else:
+                action = np.array(agent.select_action(ob, info))
+                if kind == "noisy":
+                    action = action + np.random.normal(0, [xi, xi, xi, xi * 3, xi * 10], action.shape)
+            action = np.clip(action, -1.0, 1.0)
             next_ob, _, terminated, truncated, info = env.step(action)
-            record(observations, actions, infos, ob, action, info)
             done = terminated or truncated
-            if agent.done:
+            if agent.done:  # a new target, and the oracle of its task
                 agent_ob, agent_info = env.unwrapped.set_new_target(p_stack=p_stack)
+                agent = agents[agent_info["privileged/target_task"]]
                 agent.reset(agent_ob, agent_info)
+            record(observations, actions, infos, ob, action, info)
             ob = next_ob
             bar.update(1)
+        if family == "scene" and not scene_is_healthy(np.stack(infos["qpos"])):
+            unhealthy += 1
+            bar.update(-len(actions))
+            continue
         episodes.append(finish(observations, actions, infos, ob, info))
+    if unhealthy:
+        log.info("%s: %d unhealthy episodes generated again (OGBench's scene health check)", name, unhealthy)
     env.close()
     return episodes
 
@@ -207,7 +305,7 @@ def generate(name: str, cfg: GcDatasetParams) -> list[Episode]:
     with tqdm(total=n * g.episode_steps, desc=f"generate {name}", unit="step", mininterval=2.0) as bar:
         if gc_envs.is_maze(name):
             return generate_maze(name, n, g.episode_steps, g.maze_noise, cfg.seed, bar)
-        return generate_cube(name, n, g.episode_steps, g.manip_noise, g.manip_noise_smoothing, cfg.seed, bar)
+        return generate_manip(name, n, g.episode_steps, g.manip_noise, g.manip_noise_smoothing, cfg.seed, bar)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,14 +313,16 @@ def generate(name: str, cfg: GcDatasetParams) -> list[Episode]:
 # --------------------------------------------------------------------------------------------
 def to_ogbench(episodes: list[Episode]) -> dict[str, np.ndarray]:
     """OGBench's arrays: one row per recorded step (the state before it, its action), terminals 1 on
-    the last row of each episode (as OGBench's generators write them)."""
+    the last row of each episode, button_states int64, the rest float32 (as OGBench's generators
+    write them)."""
     out = {
         "observations": np.concatenate([ep.observations[:-1] for ep in episodes]).astype(np.float32),
         "actions": np.concatenate([ep.actions for ep in episodes]).astype(np.float32),
         "terminals": np.concatenate([np.arange(len(ep.actions)) == len(ep.actions) - 1 for ep in episodes]),
     }
     for k in episodes[0].infos or {}:
-        out[k] = np.concatenate([ep.infos[k][:-1] for ep in episodes]).astype(np.float32)
+        dtype = np.int64 if k == "button_states" else np.float32
+        out[k] = np.concatenate([ep.infos[k][:-1] for ep in episodes]).astype(dtype)
     return out
 
 

@@ -66,7 +66,8 @@ def goal_tensors(name: str, episodes: list[Episode]) -> dict[str, torch.Tensor]:
     lengths = np.array([len(ep.actions) for ep in episodes])  # T per episode
     first = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])  # index of each episode's first state
     env = gc_envs.make_gc_env(name)
-    reps = gc_envs.oracle_reps(name, env, np.concatenate([ep.infos["qpos"] for ep in episodes]))
+    infos = {k: np.concatenate([ep.infos[k] for ep in episodes]) for k in episodes[0].infos}
+    reps = gc_envs.oracle_reps(name, env, infos)
     env.close()
     return {
         "states": torch.from_numpy(np.concatenate([ep.observations for ep in episodes]).astype(np.float32)),

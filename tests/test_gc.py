@@ -430,7 +430,7 @@ def test_cube_generation_is_seeded_and_gives_cube_goals():
         def update(self, k):
             pass
 
-    a, b = (gc_dataset.generate_cube("cube-single-play", 1, 30, 0.1, 0.5, 0, Bar()) for _ in range(2))
+    a, b = (gc_dataset.generate_manip("cube-single-play", 1, 30, 0.1, 0.5, 0, Bar()) for _ in range(2))
     assert a[0].actions.shape == (30, 5) and a[0].observations.shape == (31, 28)
     assert a[0].actions.tobytes() == b[0].actions.tobytes()
     assert a[0].observations.tobytes() == b[0].observations.tobytes()
@@ -438,6 +438,72 @@ def test_cube_generation_is_seeded_and_gives_cube_goals():
     # the cube's centred, x10-scaled xyz: qpos[14:17] of the stored states
     want = (a[0].infos["qpos"][:, 14:17] - np.array([0.425, 0.0, 0.0])) * 10
     np.testing.assert_allclose(data["goal_reps"].numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+# scene and puzzle play: OGBench's generate_manipspace.py recipe, made here (2 episodes x 101 steps)
+MANIP = ["scene-play", "puzzle-3x3-play"]
+
+
+@pytest.fixture(scope="module", params=MANIP)
+def manip_data(request, tmp_path_factory):
+    """(name, gc_dataset out dir, params) of a tiny generated scene / puzzle dataset: 1 train + 1 val."""
+    name = request.param
+    p = gc_params(
+        **{"gc_envs": [name], "gc_dataset.generate.episodes": 1, "gc_dataset.generate.episode_steps": 101}
+    )
+    out = tmp_path_factory.mktemp(name) / "gc_dataset"
+    gc_dataset.run(p, name, out)
+    return name, out, p
+
+
+def test_manip_generation_is_seeded_byte_identical_and_makes_progress(manip_data, tmp_path):
+    name, out, p = manip_data
+    assert gc_envs.can_generate(name) and gc_envs.can_generate(name.replace("play", "noisy"))
+    gc_dataset.run(p, name, tmp_path / "again")
+    fname = gc_envs.dataset_name(name)
+    for f in (f"{fname}.npz", f"{fname}-val.npz"):
+        with np.load(out / "ogbench" / f) as a, np.load(tmp_path / "again" / "ogbench" / f) as b:
+            assert set(a.files) == {"observations", "actions", "terminals", "qpos", "qvel", "button_states"}
+            assert a.files == b.files
+            for k in a.files:
+                assert a[k].tobytes() == b[k].tobytes(), (f, k)
+            assert a["button_states"].dtype == np.int64 and a["terminals"].sum() == 1  # as OGBench writes
+            assert a["actions"].shape == (101, 5) and np.all(np.abs(a["actions"]) <= 1)
+    other = gc_dataset.generate_manip(
+        name, 1, 101, 0.1, 0.5, 1, type("Bar", (), {"update": lambda s, k: None})()
+    )
+    with np.load(out / "ogbench" / f"{fname}.npz") as a:
+        assert not np.array_equal(a["actions"], other[0].actions)
+    for ep in read_episodes(out / "minari") + other:  # the oracle gets things done within 100 steps
+        toggles = int((np.diff(ep.infos["button_states"], axis=0) != 0).any(axis=1).sum())
+        if name.startswith("puzzle"):
+            assert toggles >= 1
+        else:  # scene qpos: cube xyz 14:17, drawer 23, window 24
+            moved = np.ptp(ep.infos["qpos"][:, [14, 15, 16, 23, 24]], axis=0).max()
+            assert toggles >= 1 or moved > 0.02, (toggles, moved)
+
+
+def test_ogbench_reads_generated_manip_data_and_relabels_it_for_its_singletask_env(manip_data):
+    import ogbench
+
+    name, out, p = manip_data
+    path = str(out / "ogbench" / f"{gc_envs.dataset_name(name)}.npz")
+    T = p.gc_dataset.generate.episode_steps
+    ds = ogbench.load_dataset(path, add_info=True)
+    assert ds["observations"].shape[0] == T - 1 and ds["button_states"].shape[0] == T - 1
+    env, train, val = ogbench.make_env_and_datasets(f"{name}-v0", dataset_path=path)
+    assert train["observations"].shape[1:] == env.observation_space.shape and len(val["actions"]) == T - 1
+    env.close()
+    env, train, _ = ogbench.make_env_and_datasets(f"{name}-oraclerep-v0", dataset_path=path)
+    assert train["oracle_reps"].shape[0] == T - 1
+    env.close()
+    env, train, val = ogbench.make_env_and_datasets(f"{name}-singletask-v0", dataset_path=path)
+    n_subgoals = 9 if name.startswith("puzzle") else 5  # scene: 1 cube, 2 buttons, drawer, window
+    for d in (train, val):
+        assert d["rewards"].shape == d["masks"].shape == (T - 1,)
+        assert np.all((d["rewards"] <= 0) & (d["rewards"] >= -n_subgoals))
+        assert set(np.unique(d["masks"])) <= {0.0, 1.0}
+    env.close()
 
 
 def test_gc_results_average_seed_rates_and_keep_intervals_in_the_unit_range():
