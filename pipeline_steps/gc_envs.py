@@ -26,13 +26,19 @@ DATASET_TYPES = {
     "antmaze-medium": ("navigate", "stitch", "explore"),
     "antmaze-large": ("navigate", "stitch", "explore"),
     "antmaze-giant": ("navigate", "stitch"),
+    "antmaze-teleport": ("navigate", "stitch", "explore"),
     "humanoidmaze-medium": ("navigate", "stitch"),
     "humanoidmaze-large": ("navigate", "stitch"),
     "humanoidmaze-giant": ("navigate", "stitch"),
+    "antsoccer-arena": ("navigate", "stitch"),
+    "antsoccer-medium": ("navigate", "stitch"),
     "cube-single": ("play", "noisy"),
     "cube-double": ("play", "noisy"),
     "scene": ("play", "noisy"),
     "puzzle-3x3": ("play", "noisy"),
+    "puzzle-4x4": ("play", "noisy"),
+    "puzzle-4x5": ("play", "noisy"),
+    "puzzle-4x6": ("play", "noisy"),
 }
 NUM_TASKS = 5
 
@@ -54,15 +60,13 @@ def check_gc_env_name(name: str) -> str:
 
 
 def can_generate(name: str) -> bool:
-    """Whether gc_dataset can make `name`'s data here: pointmaze (scripted oracle) and cube play
-    (OGBench's plan oracle); ant / humanoid mazes need expert networks OGBench does not ship."""
+    """Whether gc_dataset can make `name`'s data here: pointmaze (scripted oracle) and every cube /
+    scene / puzzle dataset (play: OGBench's plan oracles, noisy: its Markov oracles); ant / humanoid
+    mazes need expert networks OGBench does not ship."""
     base, kind = split_gc_name(name)
-    return (
-        base.startswith("pointmaze")
-        and kind in ("navigate", "stitch")
-        or base.startswith("cube")
-        and kind == "play"
-    )
+    if base.startswith("pointmaze"):
+        return kind in ("navigate", "stitch")
+    return base.split("-")[0] in ("cube", "scene", "puzzle") and kind in ("play", "noisy")
 
 
 def is_maze(name: str) -> bool:
@@ -81,19 +85,23 @@ def make_gc_env(name: str, **kwargs) -> gymnasium.Env:
     import ogbench  # noqa: F401  (registers the envs)
 
     base, _ = split_gc_name(name)
-    env = gymnasium.make(f"{base}-v0", use_oracle_rep=True, **kwargs)
+    return drop_temp_xml(gymnasium.make(f"{base}-v0", use_oracle_rep=True, **kwargs))
+
+
+def drop_temp_xml(env: gymnasium.Env) -> gymnasium.Env:
+    """Delete the temp MuJoCo XML an OGBench maze env was built from (its model is loaded already)."""
     xml = Path(getattr(env.unwrapped, "fullpath", ""))
     if xml.suffix == ".xml" and xml.parent == Path(tempfile.gettempdir()) and xml.exists():
         os.unlink(xml)
     return env
 
 
-def oracle_reps(name: str, env: gymnasium.Env, qpos: np.ndarray) -> np.ndarray:
-    """Oracle goal representation of every stored state, from its qpos [N, Q] -> [N, G] float32
-    (OGBench's own add_oracle_reps)."""
+def oracle_reps(name: str, env: gymnasium.Env, infos: dict[str, np.ndarray]) -> np.ndarray:
+    """Oracle goal representation of every stored state, from its qpos [N, Q] (and button_states
+    [N, B] for scene / puzzle) -> [N, G] float32 (OGBench's own add_oracle_reps)."""
     from ogbench.relabel_utils import add_oracle_reps
 
-    dataset = {"qpos": qpos}
+    dataset = {k: np.asarray(infos[k]) for k in ("qpos", "button_states") if k in infos}
     add_oracle_reps(dataset_name(name), env, dataset)
     return np.asarray(dataset["oracle_reps"], np.float32)
 
