@@ -1,17 +1,29 @@
-"""dm_control suite tasks as gymnasium environments with flat observations.
+"""dm_control suite and custom ExORL / URLB tasks as gymnasium environments with flat observations.
 
-Every `domain-task` of `dm_control.suite` is registered as the gymnasium id `cfgrl/<domain>-<task>-v0`
-with a *string* entry point (Minari stores env specs as JSON, which a callable cannot be).
+Every `domain-task` of `dm_control.suite` is registered as the gymnasium id `cfgrl/<domain>-<task>-v0`,
+and so are the custom tasks of the paper's Table 1 (pipeline_steps/exorl_tasks.py), under the paper's
+names: cheetah-run-backward, jaco-reach-top-left, jaco-reach-top-right (a '-' in the task part stands
+for dm_control's '_'). All use one *string* entry point (Minari stores env specs as JSON, which a
+callable cannot be).
 
 Observation layout (the same for collection, ExORL import, training and evaluation): the task's
 observation dict in the order dm_control returns it (its `observation_spec()` OrderedDict, which is
-also the order ExORL flattened), each entry flattened row-major, concatenated, cast to float32.
-walker: orientations(14), height(1), velocity(9) -> 24; cheetah: position(8), velocity(9) -> 17.
+also the order ExORL flattened), each entry flattened row-major (jaco's composer observations with
+their leading (1, ...) buffer dimension), concatenated, cast to float32:
+- walker: orientations(14), height(1), velocity(9) -> 24;
+- cheetah (run, run-backward): position(8), velocity(9) -> 17;
+- quadruped: egocentric_state(44), torso_velocity(3), torso_upright(1), imu(6), force_torque(24) -> 78;
+- jaco (reach-top-left / -right): jaco_arm/joints_pos(6x2: sin, cos), jaco_arm/joints_torque(6),
+  jaco_arm/joints_vel(6), jaco_arm/jaco_hand/joints_pos(3), jaco_arm/jaco_hand/joints_vel(3),
+  jaco_arm/jaco_hand/pinch_site_pos(3), jaco_arm/jaco_hand/pinch_site_rmat(9) -> 42 (no target
+  position, as in ExORL).
 
-Actions are in [-1, 1] (rescaled from the task's bounds when they differ). Episodes end by
-truncation at the task's time limit (1000 control steps for walker and cheetah), never by
-termination. `info["physics"]` holds the MuJoCo physics state after reset / after each step, so a
-dataset can relabel rewards for another task of the same domain.
+Actions are in [-1, 1] (rescaled from the task's bounds when they differ, e.g. quadruped and jaco).
+Episodes end by truncation at the task's time limit, never by termination: 1000 control steps for
+walker (25 s at 0.025 s), cheetah (10 s at 0.01 s) and quadruped (20 s at 0.02 s), 250 for jaco
+(10 s at 0.04 s).
+`info["physics"]` holds the MuJoCo physics state after reset / after each step (jaco: qpos(9) +
+qvel(9) -> 18), so a dataset can relabel rewards for another task of the same domain.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # nothing renders; keep dm_control fr
 
 import gymnasium as gym
 import numpy as np
+
+from pipeline_steps import ogbench_tasks
 
 
 class _DropSetTotalMassWarning(logging.Filter):
@@ -41,23 +55,42 @@ ID_SUFFIX = "-v0"
 
 
 def split_env_name(name: str) -> tuple[str, str]:
-    """'walker-run' -> ('walker', 'run'); domains never contain '-'."""
+    """'walker-run' -> ('walker', 'run'), 'cheetah-run-backward' -> ('cheetah', 'run_backward'):
+    domains never contain '-', and a '-' in the task part stands for dm_control's '_'."""
     domain, sep, task = name.partition("-")
     if not sep or not domain or not task:
         raise ValueError(f"env {name!r} is not of the form domain-task (e.g. walker-run)")
-    return domain, task
+    return domain, task.replace("-", "_")
+
+
+def env_names() -> dict[str, tuple[str, str]]:
+    """Every env name -> (domain, task): the dm_control suite tasks as `domain-task` with the task as
+    dm_control spells it (cartpole-swingup_sparse), and the custom ExORL / URLB tasks as the paper
+    names them (cheetah-run-backward, jaco-reach-top-left, jaco-reach-top-right)."""
+    from dm_control import suite
+
+    from pipeline_steps import exorl_tasks
+
+    names = {f"{d}-{t}": (d, t) for d, t in suite.ALL_TASKS}
+    names.update({f"{d}-{t.replace('_', '-')}": (d, t) for d, t in exorl_tasks.TASKS})
+    return names
 
 
 def check_env_name(name: str) -> None:
-    """Raise ValueError naming `name` unless it is a dm_control suite domain-task."""
-    from dm_control import suite
-
-    domain, task = split_env_name(name)
-    if (domain, task) not in suite.ALL_TASKS:
+    """Raise ValueError naming `name` unless it is a dm_control suite domain-task, a custom ExORL / URLB
+    task (`env_names`), or an OGBench single-task env (pipeline_steps/ogbench_tasks.py)."""
+    if ogbench_tasks.is_singletask(name):
+        ogbench_tasks.split_name(name)
+        return
+    split_env_name(name)
+    known = env_names()
+    if name not in known:
         from pipeline_steps.config import closest
 
-        known = sorted({f"{d}-{t}" for d, t in suite.ALL_TASKS})
-        raise ValueError(f"unknown env {name!r}: not a dm_control suite task; {closest(name, known)}")
+        raise ValueError(
+            f"unknown env {name!r}: not a dm_control suite task nor a custom ExORL task; "
+            f"{closest(name, sorted(known))}"
+        )
 
 
 def env_id(name: str) -> str:
@@ -108,19 +141,24 @@ class FlatDmControl(gym.Wrapper):
 
 
 def make_dmc(domain: str, task: str, render_mode: str | None = None) -> FlatDmControl:
-    """Gymnasium entry point (string form: 'pipeline_steps.envs:make_dmc')."""
+    """Gymnasium entry point (string form: 'pipeline_steps.envs:make_dmc'): a dm_control suite task
+    or a custom ExORL / URLB one (pipeline_steps/exorl_tasks.py)."""
     from dm_control import suite
     from shimmy.dm_control_compatibility import DmControlCompatibilityV0
 
-    return FlatDmControl(DmControlCompatibilityV0(suite.load(domain, task), render_mode=render_mode))
+    from pipeline_steps import exorl_tasks
+
+    if (domain, task) in exorl_tasks.TASKS:
+        dm_env = exorl_tasks.load(domain, task)
+    else:
+        dm_env = suite.load(domain, task)
+    return FlatDmControl(DmControlCompatibilityV0(dm_env, render_mode=render_mode))
 
 
 def register_all() -> None:
-    """Register every dm_control suite task as cfgrl/<domain>-<task>-v0 (idempotent)."""
-    from dm_control import suite
-
-    for domain, task in suite.ALL_TASKS:
-        gid = env_id(f"{domain}-{task}")
+    """Register every env of `env_names` as cfgrl/<name>-v0 (idempotent)."""
+    for name, (domain, task) in env_names().items():
+        gid = env_id(name)
         if gid not in gym.registry:
             gym.register(
                 gid,
@@ -131,9 +169,12 @@ def register_all() -> None:
             )
 
 
-def make_env(name: str) -> FlatDmControl:
-    """gym.make the registered env for 'domain-task'; raises ValueError for an unknown name."""
+def make_env(name: str) -> FlatDmControl | ogbench_tasks.SingleTaskEnv:
+    """gym.make the registered env for 'domain-task' (or the OGBench single-task env of an
+    '<dataset>-singletask[-task<k>]' name); raises ValueError for an unknown name."""
     check_env_name(name)
+    if ogbench_tasks.is_singletask(name):
+        return ogbench_tasks.make_env(name)
     register_all()
     env = gym.make(env_id(name))
     assert isinstance(env, FlatDmControl), type(env)

@@ -25,7 +25,21 @@ REPO = Path(__file__).resolve().parents[1]
 OBS_ORDER = {
     "walker": ["orientations", "height", "velocity"],
     "cheetah": ["position", "velocity"],
+    "quadruped": ["egocentric_state", "torso_velocity", "torso_upright", "imu", "force_torque"],
+    "jaco": [  # ExORL's reach task: dm_control's PERFECT_FEATURES arm and hand, no target_position
+        "jaco_arm/joints_pos",
+        "jaco_arm/joints_torque",
+        "jaco_arm/joints_vel",
+        "jaco_arm/jaco_hand/joints_pos",
+        "jaco_arm/jaco_hand/joints_vel",
+        "jaco_arm/jaco_hand/pinch_site_pos",
+        "jaco_arm/jaco_hand/pinch_site_rmat",
+    ],
 }
+OBS_DIM = {"walker": 24, "cheetah": 17, "quadruped": 78, "jaco": 42}
+# ExORL's custom tasks (custom_dmc_tasks/{cheetah,jaco}.py), written out here
+CUSTOM_TASKS = {("cheetah", "run_backward"), ("jaco", "reach_top_left"), ("jaco", "reach_top_right")}
+JACO_TARGETS = {"reach_top_left": (-0.09, 0.09, 0.001), "reach_top_right": (0.09, 0.09, 0.001)}
 
 
 @pytest.fixture(autouse=True)
@@ -85,22 +99,70 @@ def flat_obs(domain: str, observation) -> np.ndarray:
     return np.concatenate([np.asarray(observation[k], np.float64).reshape(-1) for k in OBS_ORDER[domain]])
 
 
-def exorl_rollout(domain: str, task: str, seed: int, steps: int = 1000) -> dict[str, np.ndarray]:
-    """One episode in the ExORL npz layout: index 0 is the reset step with a dummy (zero) action."""
+def raw_env(domain: str, task: str, seed: int | None = None):
+    """A dm_control env with the physics and observations of (domain, task), built without pipeline_steps:
+    - a suite task: itself;
+    - cheetah run_backward: the suite's cheetah run (ExORL's cheetah.xml only lengthens the ground
+      plane, which is infinite for collisions, and keeps the suite's task but for the reward);
+    - jaco reach_*: dm_control's stock reach-a-site task (manipulation.reach, PERFECT_FEATURES), the
+      same arm, hand, workspace and initialisation, whose target site moves and is observed as
+      `target_position` (neither reaches the physics state nor the ExORL layout, OBS_ORDER)."""
+    if domain == "jaco":
+        from dm_control import composer
+        from dm_control.manipulation import reach
+        from dm_control.manipulation.shared import observations
+
+        stock = reach._reach(obs_settings=observations.PERFECT_FEATURES, use_site=True)
+        return composer.Environment(stock, time_limit=10.0, random_state=seed)
     from dm_control import suite
 
-    env = suite.load(domain, task, task_kwargs={"random": seed})
+    if (domain, task) == ("cheetah", "run_backward"):
+        task = "run"
+    return suite.load(domain, task, task_kwargs={"random": seed})
+
+
+def raw_task_reward(domain: str, task: str, env) -> float:
+    """The reward of (domain, task) in raw_env's current physics: ExORL's formula for a custom task,
+    the dm_control task's own otherwise."""
+    from dm_control.utils import rewards
+
+    if (domain, task) == ("cheetah", "run_backward"):  # the suite's run reward of -speed
+        speed = env.physics.named.data.sensordata["torso_subtreelinvel"][0]
+        return rewards.tolerance(
+            -speed, bounds=(10, float("inf")), margin=10, value_at_margin=0, sigmoid="linear"
+        )
+    if domain == "jaco":  # 1 within 5 cm of the fixed target, as float32
+        tcp = env.physics.bind(env.task.hand.tool_center_point).xpos
+        distance = np.linalg.norm(tcp - np.asarray(JACO_TARGETS[task]))
+        return float(np.float32(rewards.tolerance(distance, bounds=(0, 0.05), margin=0.05)))
+    return env.task.get_reward(env.physics)
+
+
+def scaled_action(spec, a) -> np.ndarray:
+    """An action in [-1, 1] mapped affinely onto the action spec's bounds (unchanged for [-1, 1] bounds)."""
+    a = np.asarray(a, np.float64)
+    low, high = spec.minimum, spec.maximum
+    if np.all(low == -1.0) and np.all(high == 1.0):
+        return a
+    return low + (a + 1.0) * 0.5 * (high - low)
+
+
+def exorl_rollout(domain: str, task: str, seed: int, steps: int = 1000) -> dict[str, np.ndarray]:
+    """One episode in the ExORL npz layout: index 0 is the reset step with a dummy (zero) action;
+    actions in [-1, 1] (float32, as an agent emits them), rewards those of (domain, task)."""
+    env = raw_env(domain, task, seed)
     rng = np.random.default_rng(seed)
-    act_dim = env.action_spec().shape[0]
+    spec = env.action_spec()
+    act_dim = spec.shape[0]
     ts = env.reset()
     obs, act, rew, disc, phys = [flat_obs(domain, ts.observation)], [np.zeros(act_dim)], [0.0], [1.0], []
     phys.append(env.physics.get_state().copy())
     for _ in range(steps):
-        a = rng.uniform(-1.0, 1.0, act_dim)
-        ts = env.step(a)
+        a = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
+        ts = env.step(scaled_action(spec, a))
         obs.append(flat_obs(domain, ts.observation))
         act.append(a)
-        rew.append(ts.reward)
+        rew.append(raw_task_reward(domain, task, env) if (domain, task) in CUSTOM_TASKS else ts.reward)
         disc.append(ts.discount)
         phys.append(env.physics.get_state().copy())
     return {
@@ -113,15 +175,13 @@ def exorl_rollout(domain: str, task: str, seed: int, steps: int = 1000) -> dict[
 
 
 def dmc_task_rewards(domain: str, task: str, physics: np.ndarray) -> np.ndarray:
-    """task.get_reward of each physics state, on a fresh raw dm_control env."""
-    from dm_control import suite
-
-    env = suite.load(domain, task)
+    """The (domain, task) reward of each physics state, on a fresh raw_env."""
+    env = raw_env(domain, task)
     out = []
     for p in physics:
         with env.physics.reset_context():
             env.physics.set_state(p)
-        out.append(env.task.get_reward(env.physics))
+        out.append(raw_task_reward(domain, task, env))
     return np.asarray(out, np.float64)
 
 

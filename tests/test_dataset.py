@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import yaml
 from conftest import (
+    OBS_DIM,
+    OBS_ORDER,
     REPO,
     dmc_task_rewards,
     episode_name,
+    exorl_rollout,
     make_params,
     make_zip,
     npz_bytes,
@@ -25,7 +28,7 @@ from conftest import (
 
 from pipeline_steps import dataset
 from pipeline_steps.data import DatasetError, Episode, find_dataset_dir, load_transitions, read_episodes
-from pipeline_steps.envs import env_id, episode_seed, make_env, register_all
+from pipeline_steps.envs import env_id, episode_seed, make_env, register_all, split_env_name
 
 ZIP_PATH = "/walker/rnd.zip"
 
@@ -148,6 +151,56 @@ def test_exorl_max_episodes_and_leading_directory(tmp_path, http_server, walker_
     assert stats["episodes"] == 2 and stats["transitions"] == 100
     for ep, s in zip(got, src[:2]):
         np.testing.assert_array_equal(ep.observations, s["observation"])
+
+
+# one archive per domain, relabelled for each of the domain's tasks in the paper (Table 1): the task the
+# archive is built with first
+EXORL_DOMAINS = {
+    "walker": ("run", ["walker-run", "walker-walk"]),
+    "cheetah": ("run", ["cheetah-run", "cheetah-run-backward"]),
+    "quadruped": ("walk", ["quadruped-walk", "quadruped-run"]),
+    "jaco": ("reach_top_left", ["jaco-reach-top-left", "jaco-reach-top-right"]),
+}
+
+
+@pytest.mark.parametrize("domain", list(EXORL_DOMAINS))
+def test_exorl_archive_of_each_domain_fits_the_env_and_relabels_per_task(domain, tmp_path, http_server):
+    """An archive in ExORL's layout built on a raw dm_control env (conftest.exorl_rollout, keys
+    OBS_ORDER, OBS_DIM wide) fits make_env: same keys and size, and the env replays an episode's
+    actions to its very observations. `dataset.exorl` fetches {domain}/rnd.zip once for all the
+    domain's tasks and relabels each with its own rewards (those of the raw env's task)."""
+    archive_task, names = EXORL_DOMAINS[domain]
+    src = [exorl_rollout(domain, archive_task, seed, steps=40) for seed in (5, 6)]
+    assert src[0]["observation"].shape == (41, OBS_DIM[domain])
+    http_server.routes[f"/{domain}/rnd.zip"] = ("ok", exorl_zip(src))
+    cfg = exorl_params(tmp_path, http_server, envs=names).dataset.exorl
+    rewards = {}
+    for name in names:
+        env = make_env(name)
+        assert env.obs_keys == OBS_ORDER[domain]
+        assert env.observation_space.shape == (OBS_DIM[domain],)
+        obs, _ = env.reset(seed=5)
+        replay = [obs] + [env.step(a)[0] for a in src[0]["action"][1:]]
+        np.testing.assert_array_equal(np.stack(replay), src[0]["observation"])
+        env.close()
+
+        _, task = split_env_name(name)
+        episodes = dataset.exorl(name, cfg)
+        assert len(episodes) == 2
+        for ep, s in zip(episodes, src):
+            np.testing.assert_array_equal(ep.observations, s["observation"])
+            np.testing.assert_array_equal(ep.actions, s["action"][1:])
+            expected = dmc_task_rewards(domain, task, s["physics"])[1:]
+            np.testing.assert_allclose(ep.rewards, expected, rtol=0, atol=1e-12)
+        rewards[name] = np.concatenate([ep.rewards for ep in episodes])
+    assert http_server.requests == [f"/{domain}/rnd.zip"]
+    first, second = rewards.values()
+    # the archive task's relabelled rewards are those paid online when it was recorded ...
+    np.testing.assert_allclose(first, np.concatenate([s["reward"][1:, 0] for s in src]), rtol=0, atol=1e-6)
+    assert not np.array_equal(first, second)  # ... and the other task's really are its own
+    if domain == "cheetah":  # run rewards forward speed, run-backward backward speed: never both
+        assert not np.any((first > 0) & (second > 0))
+        assert first.max() > 0 and second.max() > 0
 
 
 # --------------------------------------------------------------------------------------------
