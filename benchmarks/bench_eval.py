@@ -135,7 +135,9 @@ def main() -> None:
     t_batched, t_phys, t_net, t_seq = [], [], [], []
     for r in range(args.rounds):
         start = time.perf_counter()
-        _, lengths = run_lockstep(args.env, reset_seeds, cfgrl_act_fn(agent, w_of_env, list(range(n_envs))))
+        lengths = run_lockstep(
+            args.env, reset_seeds, cfgrl_act_fn(agent, w_of_env, list(range(n_envs)))
+        ).lengths
         t_batched.append(time.perf_counter() - start)
         steps = int(lengths.max())
         t_phys.append(physics_floor(args.env, reset_seeds, steps))

@@ -2,9 +2,12 @@
 
 Reads data/plots/<env>/results.csv (per env and setting: mean and 95% CI over seed means when there
 are several seeds, over episodes with one) and writes to data/aggregate/:
-  results.csv      all envs' rows (env, method, setting, seeds, return_mean, return_ci95, ci_over)
+  results.csv      all envs' rows (env, method, setting, seeds, return_mean, return_ci95, ci_over;
+                   success_mean / success_ci95 for OGBench single-task envs)
   summary.csv      one row per env: dataset mean, flow BC (w = 0), CFGRL at w = 1 and at its best w,
-                   the best 1/beta of AWR and of advantage-weighted flow (mean and 95% CI each)
+                   the best 1/beta of AWR and of advantage-weighted flow (mean and 95% CI each), in
+                   the env's metric (`metric`: the return, or the success rate in % for OGBench
+                   single-task envs, ranked by it too)
   summary.md       the same table in Markdown, then every setting's mean and CI (for the README)
   return_vs_w.png  one panel per env: CFGRL return vs w, AWR and AWF vs 1/beta, dataset and BC lines
   gc_results.csv   the goal-conditioned envs' rows (data/gc_plots/<env>/results.csv, task 'all'), whose
@@ -30,7 +33,7 @@ import pandas as pd  # noqa: E402
 from pipeline_steps import paths, stage  # noqa: E402
 from pipeline_steps.config import Params  # noqa: E402
 from pipeline_steps.data import atomic_output, write_json_atomic  # noqa: E402
-from pipeline_steps.plot import draw_return_vs_w  # noqa: E402
+from pipeline_steps.plot import draw_return_vs_w, metric  # noqa: E402
 from pipeline_steps.training import clear_outputs, write_csv_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,13 @@ def fmt(mean: float, ci: float) -> str:
 
 
 def summarize_env(res: pd.DataFrame) -> dict:
-    """One env's headline numbers from its results table."""
+    """One env's headline numbers from its results table, in its metric: the return, or for OGBench
+    single-task envs the success rate in percent (column `metric` says which)."""
+    value = metric(res)
+    scale = 100.0 if value == "success" else 1.0
     row: dict = {
         "env": res.env.iloc[0],
+        "metric": "success %" if value == "success" else "return",
         "seeds": int(res.seeds.max()),
         "ci_over": res.ci_over.iloc[0],
         "dataset_return": float(res.dataset_return_mean.iloc[0]),
@@ -56,10 +63,10 @@ def summarize_env(res: pd.DataFrame) -> dict:
             r = r[r.setting == setting]
         if not len(r):
             return
-        best = r.loc[r.return_mean.idxmax()]
+        best = r.loc[r[f"{value}_mean"].idxmax()]
         row[f"{prefix}_setting"] = float(best.setting)
-        row[f"{prefix}_mean"] = float(best.return_mean)
-        row[f"{prefix}_ci95"] = float(best.return_ci95)
+        row[f"{prefix}_mean"] = scale * float(best[f"{value}_mean"])
+        row[f"{prefix}_ci95"] = scale * float(best[f"{value}_ci95"])
 
     pick("cfgrl", 0.0, "flow_bc")
     pick("cfgrl", 1.0, "cfgrl_w1")
@@ -87,11 +94,11 @@ def cell(r: dict, prefix: str, label: str | None) -> str:
 
 def markdown(summary: pd.DataFrame) -> str:
     lines = [
-        "| env | seeds | dataset | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-        "|" + "---|" * (3 + len(COLUMNS)),
+        "| env | seeds | metric | dataset return | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+        "|" + "---|" * (4 + len(COLUMNS)),
     ]
     for r in summary.to_dict("records"):
-        cells = [r["env"], str(r["seeds"]), f"{r['dataset_return']:.1f}"]
+        cells = [r["env"], str(r["seeds"]), r["metric"], f"{r['dataset_return']:.1f}"]
         cells += [cell(r, prefix, label) for prefix, _, label in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     ci = summary.ci_over.iloc[0]
@@ -102,7 +109,8 @@ def markdown(summary: pd.DataFrame) -> str:
 
 
 def sweep_markdown(res: pd.DataFrame) -> str:
-    """Every setting: CFGRL's return per w (one row per env), then AWR's and AWF's per 1/beta."""
+    """Every setting: CFGRL's return (success % for OGBench single-task envs) per w (one row per env),
+    then AWR's and AWF's per 1/beta."""
     out = []
     for methods, label in ((["cfgrl"], "w"), (["awr", "awf"], "1/beta")):
         r = res[res.method.isin(methods)]
@@ -111,7 +119,14 @@ def sweep_markdown(res: pd.DataFrame) -> str:
         out.append("|" + "---|" * (2 + len(settings)))
         for (env, method), g in r.groupby(["env", "method"], sort=False):
             by = g.set_index("setting")
-            cells = [fmt(by.return_mean[s], by.return_ci95[s]) if s in by.index else "-" for s in settings]
+            value = metric(g)
+            scale, unit = (100.0, " %") if value == "success" else (1.0, "")
+            cells = [
+                fmt(scale * by[f"{value}_mean"][s], scale * by[f"{value}_ci95"][s]) + unit
+                if s in by.index
+                else "-"
+                for s in settings
+            ]
             out.append(f"| {env} | {METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
@@ -189,7 +204,9 @@ def run(params: Params, plots_root: Path, out_dir: Path, gc_plots_root: Path | N
     summary = pd.DataFrame([summarize_env(g) for _, g in res.groupby("env", sort=False)])
     fig, axes = plt.subplots(1, len(params.envs), figsize=(6.0 * len(params.envs), 4.2), squeeze=False)
     for ax, (env, g) in zip(axes[0], res.groupby("env", sort=False)):
-        draw_return_vs_w(ax, g, float(g.dataset_return_mean.iloc[0]), env)
+        value = metric(g)
+        dataset_line = float(g.dataset_return_mean.iloc[0]) if value == "return" else None
+        draw_return_vs_w(ax, g, dataset_line, env, value=value)
     fig.tight_layout()
     with atomic_output(out_dir / "return_vs_w.png") as f:
         fig.savefig(f, dpi=110, format="png")

@@ -74,12 +74,42 @@ class MinariSource(_Strict):
     dataset_ids: dict[str, str] = Field(description="env name -> Minari dataset id")
 
 
+# OGBench data (gc_dataset's sources; also dataset.ogbench, the data of OGBench single-task envs)
+class GcGenerate(_Strict):
+    episodes: PosInt = Field(description="training episodes to generate (plus episodes // 10 for validation)")
+    episode_steps: Annotated[int, Field(ge=2)] = Field(description="env steps per generated episode")
+    maze_noise: PosFloat = Field(description="pointmaze: std of the Gaussian noise on the oracle direction")
+    manip_noise: PosFloat = Field(description="cube / scene / puzzle: noise of OGBench's oracles")
+    manip_noise_smoothing: Unit = Field(
+        description="cube / scene / puzzle: noise smoothing of OGBench's plan oracles"
+    )
+
+
+class GcDownload(_Strict):
+    base_url: str = Field(
+        min_length=1, description="base URL of the OGBench files ({base_url}/<name>-v0.npz)"
+    )
+    cache_dir: str = Field(min_length=1, description="where finished downloads are kept")
+
+
+class GcDatasetParams(_Strict):
+    source: Literal["generate", "download"] = Field(
+        description="generate locally or download OGBench's files"
+    )
+    seed: Seed = Field(description="seed of local generation (OGBench's env, oracle and noise)")
+    generate: GcGenerate
+    download: GcDownload
+
+
 class DatasetParams(_Strict):
     source: Literal["collect", "exorl", "minari"] = Field(description="where the data comes from")
     seed: Seed = Field(description="seed of collection (behaviour policy and env resets)")
     collect: CollectSource
     exorl: ExorlSource
     minari: MinariSource
+    ogbench: GcDatasetParams = Field(
+        description="OGBench single-task envs (<dataset>-singletask): their OGBench data, as gc_dataset's"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,30 +290,6 @@ class RuntimeParams(_Strict):
 GC_ALGOS = ("cfgrl", "flow_gcbc", "gcbc")  # the train_gc policies (dvc.yaml's train_gc matrix lists them)
 
 
-class GcGenerate(_Strict):
-    episodes: PosInt = Field(description="training episodes to generate (plus episodes // 10 for validation)")
-    episode_steps: Annotated[int, Field(ge=2)] = Field(description="env steps per generated episode")
-    maze_noise: PosFloat = Field(description="pointmaze: std of the Gaussian noise on the oracle direction")
-    manip_noise: PosFloat = Field(description="cube: noise of OGBench's plan oracle")
-    manip_noise_smoothing: Unit = Field(description="cube: noise smoothing of OGBench's plan oracle")
-
-
-class GcDownload(_Strict):
-    base_url: str = Field(
-        min_length=1, description="base URL of the OGBench files ({base_url}/<name>-v0.npz)"
-    )
-    cache_dir: str = Field(min_length=1, description="where finished downloads are kept")
-
-
-class GcDatasetParams(_Strict):
-    source: Literal["generate", "download"] = Field(
-        description="generate locally or download OGBench's files"
-    )
-    seed: Seed = Field(description="seed of local generation (OGBench's env, oracle and noise)")
-    generate: GcGenerate
-    download: GcDownload
-
-
 class TrainGcParams(_Strict):
     steps: PosInt = Field(description="gradient steps of each goal-conditioned policy")
     batch_size: PosInt = Field(description="minibatch size")
@@ -380,15 +386,27 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _source_complete(self) -> Params:
+        from pipeline_steps.gc_envs import can_generate
+        from pipeline_steps.ogbench_tasks import is_singletask, split_name
+
+        singletask = [e for e in self.envs if is_singletask(e)]  # their data: dataset.ogbench
         if self.dataset.source == "minari":
-            missing = [e for e in self.envs if e not in self.dataset.minari.dataset_ids]
+            missing = [
+                e for e in self.envs if e not in self.dataset.minari.dataset_ids and e not in singletask
+            ]
             if missing:
                 raise ValueError(
                     f"dataset.source is 'minari' but dataset.minari.dataset_ids has no id for {missing}"
                 )
+        if self.dataset.ogbench.source == "generate":
+            missing = [e for e in singletask if not can_generate(split_name(e)[0])]
+            if missing:
+                raise ValueError(
+                    f"dataset.ogbench.source is 'generate' but the data of {missing} cannot be made here (it "
+                    "needs OGBench's expert networks or oracles the pipeline does not run): use source "
+                    "'download'"
+                )
         if self.gc_dataset.source == "generate":
-            from pipeline_steps.gc_envs import can_generate
-
             missing = [e for e in self.gc_envs if not can_generate(e)]
             if missing:
                 raise ValueError(

@@ -5,6 +5,9 @@ Sources (params `dataset.source`):
 - `exorl`:   download `{base_url}/{domain}/{method}.zip`, read `buffer/episode_*.npz`, and relabel
              rewards for the task from the stored physics states (method.md §5).
 - `minari`:  any Minari dataset id, via `minari.load_dataset(id, download=True)`.
+An OGBench single-task env (`<dataset>-singletask[-task<k>]`, ogbench_tasks.py) takes its data from
+params `dataset.ogbench` instead (OGBench's files, generated with its oracles or downloaded, as the
+gc_dataset stage makes them), relabelled with OGBench's single-task rewards and terminals.
 
 Outputs: `data/dataset/<env>/minari/` (the dataset) and `data/dataset/<env>/stats.json` (DVC metrics).
 """
@@ -25,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline_steps import paths, stage
-from pipeline_steps.config import CollectSource, ExorlSource, MinariSource, Params
+from pipeline_steps import ogbench_tasks, paths, stage
+from pipeline_steps.config import CollectSource, ExorlSource, GcDatasetParams, MinariSource, Params
 from pipeline_steps.data import (
     DatasetError,
     Episode,
@@ -245,9 +248,37 @@ def from_minari(env_name: str, cfg: MinariSource) -> list[Episode]:
 
 
 # --------------------------------------------------------------------------------------------
+# OGBench single-task envs: OGBench data (dataset.ogbench), relabelled for the env's task
+# --------------------------------------------------------------------------------------------
+def ogbench_singletask(env_name: str, cfg: GcDatasetParams) -> list[Episode]:
+    """The training episodes of the env's OGBench dataset from dataset.ogbench's source (generated with
+    OGBench's oracles, or downloaded), with OGBench's single-task rewards and terminals: reward[t] and
+    terminations[t] (mask 0) of transition t are those of its state s_t (ogbench_tasks.py). A success
+    does not end a stored episode (the data policy moves on), so terminations can be set mid-episode."""
+    from pipeline_steps import gc_dataset
+
+    name, _ = ogbench_tasks.split_name(env_name)
+    if cfg.source == "generate":
+        episodes = gc_dataset.generate(name, cfg)[: cfg.generate.episodes]  # the rest is validation
+    else:
+        episodes, _ = gc_dataset.download(name, cfg)
+    env = ogbench_tasks.make_env(env_name)
+    for ep in tqdm(episodes, desc=f"relabel {env_name}", unit="ep", mininterval=2.0):
+        ep.rewards, ep.terminations = ogbench_tasks.relabel(
+            env_name, env, {k: v[:-1] for k, v in ep.infos.items()}
+        )
+    env.close()
+    return episodes
+
+
+# --------------------------------------------------------------------------------------------
 # stage
 # --------------------------------------------------------------------------------------------
 def build_episodes(params: Params, env_name: str) -> list[Episode]:
+    """The episodes of `env_name` from params.dataset's source (OGBench single-task envs: from
+    dataset.ogbench's, OGBench's files made or fetched as gc_dataset does)."""
+    if ogbench_tasks.is_singletask(env_name):
+        return ogbench_singletask(env_name, params.dataset.ogbench)
     cfg = params.dataset
     if cfg.source == "collect":
         return collect(env_name, cfg.collect, cfg.seed)
@@ -267,13 +298,23 @@ def run(params: Params, env_name: str, out_dir: Path) -> dict:
     episodes = build_episodes(params, env_name)
     seconds = time.perf_counter() - start
     stats = dataset_stats(episodes)
+    singletask = ogbench_tasks.is_singletask(env_name)
+    if singletask:  # fraction of transitions from a success state (mask 0)
+        stats["terminal_frac"] = float(np.mean(np.concatenate([ep.terminations for ep in episodes])))
     stats["build_seconds"] = seconds  # wall time of collection / download + relabelling
     stats["steps_per_second"] = stats["transitions"] / seconds
-    source = params.dataset.source
+    source = f"ogbench-{params.dataset.ogbench.source}" if singletask else params.dataset.source
     detail = params.dataset.collect.behaviour if source == "collect" else ""
     write_json_atomic(stats, out_dir / "stats.json")
     # last: the dataset is what the next stages read (written to a temp dir and renamed)
-    write_minari(episodes, env_name, source, out_dir / "minari", description=f"{env_name} {source} {detail}")
+    write_minari(
+        episodes,
+        env_name,
+        source,
+        out_dir / "minari",
+        description=f"{env_name} {source} {detail}",
+        gym_id=ogbench_tasks.gym_id(env_name) if singletask else None,
+    )
     log.info("%s: %s", env_name, stats)
     return stats
 

@@ -32,7 +32,7 @@ from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.config import Params
 from pipeline_steps.data import load_transitions, write_json_atomic
 from pipeline_steps.envs import make_env
-from pipeline_steps.rollouts import ActFn, run_lockstep
+from pipeline_steps.rollouts import ActFn, Rollouts, run_lockstep
 from pipeline_steps.train_awf import load_awf
 from pipeline_steps.train_awr import load_policies
 from pipeline_steps.train_cfgrl import load_policy
@@ -123,7 +123,7 @@ def training_probe(env: str, seed: int, act_for: Callable[[int], ActFn], names: 
 
     def probe(step: int) -> dict[str, float]:
         with torch.no_grad():
-            returns, _ = run_lockstep(env, reset_seeds, act_for(episodes))
+            returns = run_lockstep(env, reset_seeds, act_for(episodes)).returns
         means = returns.reshape(len(names), episodes).mean(1)
         return {f"eval/return/{name}": float(m) for name, m in zip(names, means)}
 
@@ -185,41 +185,51 @@ def time_per_action(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def score(summary: pd.DataFrame) -> str:
+    """The column a setting is ranked by: success_mean where the env reports success (OGBench: the
+    reported metric), else return_mean."""
+    return "success_mean" if "success_mean" in summary else "return_mean"
+
+
 def setting_name(method: str, setting: float) -> str:
     """'cfgrl/w=1.5', 'awr/inv_beta=10' or 'awf/inv_beta=3'."""
     return f"{method}/{'w' if method == 'cfgrl' else 'inv_beta'}={setting:g}"
 
 
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: mean, std and 95% CI of the return (and of the success, where episodes have it)."""
+    values = ["return"] + (["success"] if "success" in episodes else [])
     rows = []
     for (method, setting), g in episodes.groupby(["method", "setting"], sort=False):
-        r = g["return"].to_numpy()
-        rows.append(
-            {
-                "method": method,
-                "setting": setting,
-                "episodes": len(r),
-                "return_mean": r.mean(),
-                "return_std": r.std(ddof=1) if len(r) > 1 else 0.0,
-                "return_ci95": ci95(r),
+        row = {"method": method, "setting": setting, "episodes": len(g)}
+        for v in values:
+            r = g[v].to_numpy()
+            row |= {
+                f"{v}_mean": r.mean(),
+                f"{v}_std": r.std(ddof=1) if len(r) > 1 else 0.0,
+                f"{v}_ci95": ci95(r),
             }
-        )
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def episode_table(method: str, settings: list[float], seed: int, returns, lengths) -> pd.DataFrame:
-    """One row per episode of a lockstep sweep run setting-major (all episodes of settings[0] first)."""
-    n_ep = len(returns) // len(settings)
-    return pd.DataFrame(
+def episode_table(method: str, settings: list[float], seed: int, rollouts: Rollouts) -> pd.DataFrame:
+    """One row per episode of a lockstep sweep run setting-major (all episodes of settings[0] first);
+    a `success` column (0 / 1) where the env reports success (OGBench)."""
+    n_ep = len(rollouts.returns) // len(settings)
+    table = pd.DataFrame(
         {
             "method": method,
             "setting": np.repeat(settings, n_ep),
             "seed": seed,
             "episode": np.tile(np.arange(n_ep), len(settings)),
-            "return": returns,
-            "length": lengths,
+            "return": rollouts.returns,
+            "length": rollouts.lengths,
         }
     )
+    if not np.isnan(rollouts.successes).all():
+        table["success"] = rollouts.successes
+    return table
 
 
 def run(
@@ -250,19 +260,19 @@ def run(
     # CFGRL: all (w, episode) pairs in one lockstep batch
     t0 = time.perf_counter()
     label = f"evaluate {env} seed{seed}"
-    ret_c, len_c = run_lockstep(
+    roll_c = run_lockstep(
         env,
         reset_seeds * len(ws),
         cfgrl_act_fn(cfgrl, np.repeat(ws, n_ep), noise_seeds * len(ws)),
         desc=f"{label} CFGRL ({len(ws)} w x {n_ep} episodes)",
     )
     t_cfgrl = time.perf_counter() - t0
-    tables = [episode_table("cfgrl", ws, seed, ret_c, len_c)]
+    tables = [episode_table("cfgrl", ws, seed, roll_c)]
     if baselines:
         # AWR: all (1/beta, episode) pairs in one lockstep batch
         k_awr = len(awr.cfg.inv_betas)
         t0 = time.perf_counter()
-        ret_a, len_a = run_lockstep(
+        roll_a = run_lockstep(
             env,
             reset_seeds * k_awr,
             awr_act_fn(awr, np.repeat(np.arange(k_awr), n_ep)),
@@ -271,15 +281,15 @@ def run(
         t_awr = time.perf_counter() - t0
         # advantage-weighted flow: all (1/beta, episode) pairs, the same flow noise as CFGRL
         k_awf = len(awf.cfg.inv_betas)
-        ret_f, len_f = run_lockstep(
+        roll_f = run_lockstep(
             env,
             reset_seeds * k_awf,
             awf_act_fn(awf, np.repeat(np.arange(k_awf), n_ep), noise_seeds * k_awf),
             desc=f"{label} AW-flow ({k_awf} x {n_ep} episodes)",
         )
         tables += [
-            episode_table("awr", awr.cfg.inv_betas, seed, ret_a, len_a),
-            episode_table("awf", awf.cfg.inv_betas, seed, ret_f, len_f),
+            episode_table("awr", awr.cfg.inv_betas, seed, roll_a),
+            episode_table("awf", awf.cfg.inv_betas, seed, roll_f),
         ]
     episodes = pd.concat(tables, ignore_index=True)
     summary = summarize(episodes)
@@ -304,14 +314,16 @@ def run(
     metrics = {
         "dataset_return_mean": float(tr.episode_returns.mean()),
         **{
-            setting_name(r.method, r.setting): {
-                k: getattr(r, k)
-                for k in ("return_mean", "return_std", "return_ci95", "drift_from_bc")
-                if not pd.isna(getattr(r, k))
+            setting_name(r["method"], r["setting"]): {
+                k: r[k]
+                for k in summary.columns[3:]
+                if not pd.isna(r[k])  # return_*, success_*, drift
             }
-            for r in summary.itertuples()
+            for _, r in summary.iterrows()
         },
-        "cfgrl_best_w": float(summary[summary.method == "cfgrl"].sort_values("return_mean").setting.iloc[-1]),
+        "cfgrl_best_w": float(
+            summary[summary.method == "cfgrl"].sort_values(score(summary)).setting.iloc[-1]
+        ),
         "timing": timing,
     }
     write_json_atomic(metrics, out_dir / "metrics.json")

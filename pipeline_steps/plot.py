@@ -5,7 +5,8 @@ data/label/<env>/seed*/labels.npz + metrics.json, data/train_{awr,awf}/<env>/see
 data/train_cfgrl/<env>/seed*/metrics.json. Writes to data/plots/<env>/:
   return_vs_w.png            CFGRL return vs w (symlog axis, 95% CI band, one dot per seed), AWR's and
                              advantage-weighted flow's return vs 1/beta on the same axis, reference
-                             lines for the dataset's mean return and flow BC (w = 0)
+                             lines for the dataset's mean return and flow BC (w = 0); OGBench
+                             single-task envs: the success rate instead (their reported metric)
   drift_vs_w.png             E||a_w - a_0||^2: how far pi_w moves from flow BC
   return_vs_drift.png        return vs that drift, one point per w: the improvement / conservatism
                              trade-off guidance controls (per-seed points beside the mean)
@@ -13,7 +14,8 @@ data/train_cfgrl/<env>/seed*/metrics.json. Writes to data/plots/<env>/:
   weight_concentration.png   AWR weight ESS fraction / top-1% share over training vs CFGRL's loss weights
   training_curves.png        losses of the label, train_cfgrl, train_awr and train_awf stages over training
   return_over_training.png   the periodic evaluation during training (train_cfgrl / train_awr eval_every)
-  results.csv                the numbers behind return_vs_w.png (mean and 95% CI per setting)
+  results.csv                the numbers behind return_vs_w.png (mean and 95% CI per setting; success_*
+                             columns too where the env reports success)
 """
 
 from __future__ import annotations
@@ -45,48 +47,63 @@ def save(fig, path: Path, dpi: int = 120) -> None:
     plt.close(fig)
 
 
+def metric(table: pd.DataFrame) -> str:
+    """What an env's results are judged by: 'success' where its episodes report it (OGBench single-task
+    envs: the success rate, their reported metric), else 'return'."""
+    has = [c for c in ("success_mean", "success") if c in table and table[c].notna().any()]
+    return "success" if has else "return"
+
+
 def aggregate(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% CI per (method, setting): over episodes with one seed, over seed means with several."""
+    """Mean and 95% CI per (method, setting) of the return (and the success, where episodes have it):
+    over episodes with one seed, over seed means with several."""
+    values = ["return"] + (["success"] if "success" in episodes else [])
     rows = []
     for (method, setting), g in episodes.groupby(["method", "setting"]):
-        per_seed = g.groupby("seed")["return"].mean().to_numpy()
-        values = per_seed if len(per_seed) > 1 else g["return"].to_numpy()
-        rows.append(
-            {
-                "method": method,
-                "setting": setting,
-                "seeds": len(per_seed),
-                "return_mean": values.mean(),
-                "return_ci95": ci95(values),
-                "ci_over": "seeds" if len(per_seed) > 1 else "episodes",
-            }
-        )
+        n_seeds = g.seed.nunique()
+        row = {"method": method, "setting": setting, "seeds": n_seeds}
+        for v in values:
+            x = g.groupby("seed")[v].mean().to_numpy() if n_seeds > 1 else g[v].to_numpy()
+            row |= {f"{v}_mean": x.mean(), f"{v}_ci95": ci95(x)}
+        row["ci_over"] = "seeds" if n_seeds > 1 else "episodes"
+        rows.append(row)
     return pd.DataFrame(rows).sort_values(["method", "setting"]).reset_index(drop=True)
 
 
 def per_seed_means(summaries: pd.DataFrame) -> pd.DataFrame:
     """summaries: every seed's evaluate/summary.csv with a `seed` column -> method, setting, seed,
     return_mean, drift_from_bc (one row per seed and setting)."""
-    cols = ["method", "setting", "seed", "return_mean", "drift_from_bc"]
-    return summaries[cols].sort_values(["method", "setting", "seed"]).reset_index(drop=True)
+    cols = ["method", "setting", "seed", "return_mean", "success_mean", "drift_from_bc"]
+    return (
+        summaries[[c for c in cols if c in summaries]]
+        .sort_values(["method", "setting", "seed"])
+        .reset_index(drop=True)
+    )
 
 
 def draw_return_vs_w(
-    ax, res: pd.DataFrame, dataset_return: float, env: str, seeds: pd.DataFrame | None = None
+    ax,
+    res: pd.DataFrame,
+    dataset_return: float | None,
+    env: str,
+    seeds: pd.DataFrame | None = None,
+    value: str = "return",
 ) -> None:
-    """CFGRL's return vs w (CI band), AWR's and AWF's vs 1/beta, dataset and flow BC lines, on one axis;
-    with `seeds` (per_seed_means) and more than one seed, each seed's mean as a small dot."""
+    """CFGRL's return (or, value 'success', success rate) vs w (CI band), AWR's and AWF's vs 1/beta,
+    dataset (if given) and flow BC lines, on one axis; with `seeds` (per_seed_means) and more than one
+    seed, each seed's mean as a small dot."""
+    mean, ci = f"{value}_mean", f"{value}_ci95"
     c = res[res.method == "cfgrl"].sort_values("setting")
     if seeds is not None and seeds.seed.nunique() > 1:
         for method, color in (("cfgrl", "C0"), ("awr", "C3"), ("awf", "C2")):
             d = seeds[seeds.method == method]
-            ax.plot(d.setting, d.return_mean, ".", color=color, alpha=0.45, ms=5)
+            ax.plot(d.setting, d[mean], ".", color=color, alpha=0.45, ms=5)
         ax.plot([], [], ".", color="gray", alpha=0.6, label="one seed's mean")
-    ax.plot(c.setting, c.return_mean, "o-", color="C0", label="CFGRL (x = w)")
+    ax.plot(c.setting, c[mean], "o-", color="C0", label="CFGRL (x = w)")
     ax.fill_between(
         c.setting,
-        c.return_mean - c.return_ci95.fillna(0),
-        c.return_mean + c.return_ci95.fillna(0),
+        c[mean] - c[ci].fillna(0),
+        c[mean] + c[ci].fillna(0),
         color="C0",
         alpha=0.2,
     )
@@ -98,22 +115,24 @@ def draw_return_vs_w(
         if len(a):
             ax.errorbar(
                 a.setting,
-                a.return_mean,
-                yerr=a.return_ci95.fillna(0),
+                a[mean],
+                yerr=a[ci].fillna(0),
                 fmt=fmt,
                 color=color,
                 capsize=3,
                 label=label,
             )
-    ax.axhline(dataset_return, color="gray", ls=":", label=f"dataset mean ({dataset_return:.0f})")
+    if dataset_return is not None:
+        ax.axhline(dataset_return, color="gray", ls=":", label=f"dataset mean ({dataset_return:.0f})")
     bc = c[c.setting == 0]
     if len(bc):
-        bc_return = float(bc.return_mean.iloc[0])
-        ax.axhline(bc_return, color="C0", ls=":", alpha=0.7, label=f"flow BC, w = 0 ({bc_return:.0f})")
+        bc_value = float(bc[mean].iloc[0])
+        text = f"{bc_value:.0%}" if value == "success" else f"{bc_value:.0f}"
+        ax.axhline(bc_value, color="C0", ls=":", alpha=0.7, label=f"flow BC, w = 0 ({text})")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(left=-0.3)  # w >= 0: no negative decade on the symlog axis
     ax.set_xlabel("guidance weight w  /  1/beta  (symlog)")
-    ax.set_ylabel("episode return")
+    ax.set_ylabel("success rate" if value == "success" else "episode return")
     ax.set_title(
         f"{env}: mean, 95% CI over {res.ci_over.iloc[0]} ({int(res.seeds.max())} seed(s))", fontsize=10
     )
@@ -121,9 +140,11 @@ def draw_return_vs_w(
     ax.grid(alpha=0.3)
 
 
-def plot_return_vs_w(res: pd.DataFrame, dataset_return: float, env: str, path: Path, seeds=None) -> None:
+def plot_return_vs_w(
+    res: pd.DataFrame, dataset_return: float | None, env: str, path: Path, seeds=None, value: str = "return"
+) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    draw_return_vs_w(ax, res, dataset_return, env, seeds)
+    draw_return_vs_w(ax, res, dataset_return, env, seeds, value)
     save(fig, path)
 
 
@@ -357,7 +378,9 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
     res = aggregate(episodes)
     res.insert(0, "env", env)
     res["dataset_return_mean"] = stats["return_mean"]
-    plot_return_vs_w(res, stats["return_mean"], env, out_dir / "return_vs_w.png", per_seed)
+    value = metric(res)  # OGBench single-task envs: the success rate (their reported metric), no dataset line
+    dataset_line = stats["return_mean"] if value == "return" else None
+    plot_return_vs_w(res, dataset_line, env, out_dir / "return_vs_w.png", per_seed, value)
     plot_drift(summaries, env, out_dir / "drift_vs_w.png")
     plot_return_vs_drift(res, per_seed, env, out_dir / "return_vs_drift.png")
     advs = {s: np.load(paths.label_dir(env, s) / "labels.npz")["advantages"] for s in seeds}

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline_steps import paths, stage
+from pipeline_steps import ogbench_tasks, paths, stage
 from pipeline_steps.config import Params
 from pipeline_steps.data import write_json_atomic
 from pipeline_steps.evaluate import awr_act_fn, cfgrl_act_fn, eval_noise_seed, eval_reset_seed
@@ -113,7 +113,7 @@ def rollout_frames(
     limit = probe.spec.max_episode_steps or 1000
     probe.close()
     every = max(1, limit // n_frames)
-    returns, _ = run_lockstep(env, [eval_reset_seed(seed, 0)] * n, act, on_step=on_step)
+    returns = run_lockstep(env, [eval_reset_seed(seed, 0)] * n, act, on_step=on_step).returns
     steps = sorted(frames[0])
     stacked = np.stack(
         [
@@ -158,6 +158,8 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_outputs(out_dir, OUTPUTS)
     reason = None if cfg.enabled else "params render.enabled is false"
+    if ogbench_tasks.is_singletask(env):  # OGBench's envs render through their own viewer: not wired here
+        reason = reason or "rendering covers the dm_control envs, not OGBench's"
     reason = reason or render_unavailable()
     if reason:
         log.warning("render %s: skipped: %s", env, reason)

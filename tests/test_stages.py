@@ -289,18 +289,18 @@ def test_periodic_evaluation_logs_returns_and_changes_no_weight(work, tmp_path):
     # the last probe is the saved policy, rolled out in the same batch (evaluation episode 0)
     cfgrl = load_policy(tmp_path / "cfgrl" / "policy.pt")
     with torch.no_grad():
-        ret, _ = run_lockstep(
+        ret = run_lockstep(
             ENV,
             [eval_reset_seed(SEED, 0)] * 2,
             cfgrl_act_fn(cfgrl, np.array([1.0, 3.0]), [eval_noise_seed(SEED, 0)] * 2),
-        )
+        ).returns
     last = pd.read_csv(tmp_path / "cfgrl" / "train_log.csv").iloc[-1]
     assert [last["eval/return/w=1"], last["eval/return/w=3"]] == ret.tolist()
     awr = load_policies(tmp_path / "awr" / "policies.pt")
     with torch.no_grad():
-        ret, _ = run_lockstep(
+        ret = run_lockstep(
             ENV, [eval_reset_seed(SEED, 0)] * len(INV_BETAS), awr_act_fn(awr, np.arange(len(INV_BETAS)))
-        )
+        ).returns
     last = pd.read_csv(tmp_path / "awr" / "train_log.csv").iloc[-1]
     assert [last[f"eval/return/inv_beta={b:g}"] for b in INV_BETAS] == ret.tolist()
 

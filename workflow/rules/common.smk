@@ -39,7 +39,7 @@ THREADS = P.runtime.threads or 1
 
 
 wildcard_constraints:
-    env="[a-z]+-[a-z_]+",
+    env=r"[a-z][a-z0-9_]*(?:-[a-z0-9_]+)+",  # domain-task, or an OGBench <dataset>-singletask[-task<k>]
     seed=r"\d+",
 
 

@@ -2,8 +2,12 @@ rule dataset:
     input:
         code=[
             "pipeline_steps/dataset.py",
+            "pipeline_steps/gc_dataset.py",
             "pipeline_steps/data.py",
             "pipeline_steps/envs.py",
+            "pipeline_steps/exorl_tasks.py",
+            "pipeline_steps/ogbench_tasks.py",
+            "pipeline_steps/gc_envs.py",
             "pipeline_steps/config.py",
             "pipeline_steps/algorithms/sac.py",
             "pipeline_steps/algorithms/common.py",
