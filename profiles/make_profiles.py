@@ -77,6 +77,56 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
 }
+# the paper's tasks (method.md §6, §9)
+TABLE1 = (  # ExORL (RND data), one archive per domain relabelled per task
+    "walker-stand, walker-walk, walker-run, quadruped-walk, quadruped-run, cheetah-run, "
+    "cheetah-run-backward, jaco-reach-top-left, jaco-reach-top-right"
+)
+TABLE2_LOCAL = (  # OGBench single-task, data that can be made here (OGBench's oracles)
+    "pointmaze-large-navigate-singletask, pointmaze-teleport-navigate-singletask, "
+    "cube-single-play-singletask, scene-play-singletask, puzzle-3x3-play-singletask"
+)
+TABLE2 = (  # + the ant / humanoid tasks, whose data needs OGBench's expert networks: download only
+    TABLE2_LOCAL + ", antmaze-large-navigate-singletask, antmaze-teleport-navigate-singletask, "
+    "humanoidmaze-large-navigate-singletask, antsoccer-arena-navigate-singletask"
+)
+PROFILES["paper"][1].update({"envs": f"[{TABLE1}]", "dataset.source": "exorl"})
+PROFILES["paper_ogbench"] = (
+    "PAPER_OGBENCH profile: Table 2, OGBench single-task offline RL at the authors' settings (method.md §9:"
+    " 4x512 nets, online critic for the advantage, labels A >= 0 with dropout, t ~ U[0, 1], 16 flow steps,"
+    " 20 episodes, AWR 1/beta = 10) on OGBench's downloaded datasets, 4 seeds, 1M steps; for SLURM",
+    {
+        **PROFILES["paper"][1],
+        "envs": f"[{TABLE2}]",
+        "dataset.ogbench.source": "download",
+        **{f"{s}.hidden": "[512, 512, 512, 512]" for s in ("label", "train_cfgrl", "train_awr")},
+        "label.advantage_critic": "online",
+        "label.threshold_inclusive": "true",
+        "train_cfgrl.layer_norm": "false",  # the actor: GELU MLP without LayerNorm (the critic keeps it)
+        "train_cfgrl.label_scheme": "ternary_dropout",
+        "train_cfgrl.time_sampling": "uniform",
+        "train_cfgrl.flow_steps": "16",
+        "train_awr.inv_betas": "[10.0]",
+        "train_awf.inv_betas": "[10.0]",
+        "evaluate.guidance_ws": "[0.0, 0.5, 1.0, 1.25, 1.5, 2.0, 3.0]",
+        "evaluate.episodes": "20",
+        "render.enabled": "false",  # the render stage covers the dm_control envs
+    },
+)
+PROFILES["breadth"] = (
+    "BREADTH profile: every Table 1 and Table 2 task whose data can be made here, on one seed at a CPU"
+    " budget (local collection / OGBench's oracles, 5k training steps; docs/results/breadth; `make breadth`)",
+    {
+        "envs": f"[{TABLE1}, {TABLE2_LOCAL}]",
+        "dataset.collect.transitions": "50000",
+        "dataset.ogbench.generate.episodes": "30",
+        **{f"{s}.steps": "5000" for s in TRAINING},
+        "train_cfgrl.eval_every": "0",
+        "train_awr.eval_every": "0",
+        "gc_dataset.generate.episodes": "100",
+        "train_gc.steps": "5000",
+    },
+)
 # derived profiles: a base profile with more seeds
 PROFILES["tiny2"] = (
     "TINY profile with 2 seeds (the Snakemake multi-seed smoke run; numbers are meaningless)",

@@ -61,7 +61,7 @@ def dvc_stages(root: Path) -> list[dict]:
     with Repo(str(root)) as repo:
         return [
             {
-                "name": st.addressing,
+                "name": st.name,
                 "cmd": st.cmd,
                 "deps": {d.def_path for d in st.deps if not isinstance(d, ParamsDependency)},
                 "outs": {o.def_path for o in st.outs},
@@ -93,7 +93,14 @@ def test_lint_is_clean():
 
 @pytest.mark.parametrize(
     "profile, envs, seeds",
-    [(None, 2, 1), ("tiny2", 1, 2), ("results", 2, 3), ("paper", 2, 4)],
+    [
+        (None, 2, 1),
+        ("tiny2", 1, 2),
+        ("results", 2, 3),
+        ("paper", 9, 4),
+        ("paper_ogbench", 9, 4),
+        ("breadth", 14, 1),
+    ],
 )
 def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
     args = ["--configfile", f"profiles/{profile}.yaml"] if profile else []
@@ -114,20 +121,31 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
     }
 
 
-def test_snakemake_and_dvc_build_the_same_dag():
-    """Default profile: every Snakemake job is a dvc.yaml stage with the same outputs, the same inputs
-    (code and data) and the same command, and no stage is missing from either side."""
+@pytest.mark.parametrize(
+    "profile, n_stages",
+    [
+        (None, 17 + 6),  # 2 envs x 1 seed: 2 x (dataset, plot, render) + 2 x 5 per-seed stages + aggregate
+        ("paper", 9 * 3 + 9 * 4 * 5 + 1 + 2 + 4 * 3 + 4),  # Table 1: 9 envs x 4 seeds (+ gc: 1 env x 4 seeds)
+        ("paper_ogbench", 9 * 3 + 9 * 4 * 5 + 1 + 2 + 4 * 3 + 4),  # Table 2: 9 envs x 4 seeds
+    ],
+)
+def test_snakemake_and_dvc_build_the_same_dag(profile, n_stages, tmp_path):
+    """Every Snakemake job is a dvc.yaml stage with the same outputs, the same inputs (code and data)
+    and the same command, and no stage is missing from either side: the default profile, and the
+    paper's Table 1 and Table 2 profiles (DVC reads params.yaml, so a copy of the repo gets the
+    profile as its params.yaml)."""
     from pipeline_steps import params_slices
 
-    jobs = parse_jobs(dry_run(REPO))
-    stages = dvc_stages(REPO)
+    root = copy_repo(tmp_path, profile, git=True) if profile else REPO
+    jobs = parse_jobs(dry_run(root))
+    stages = dvc_stages(root)
     # dvc.yaml's params stage writes the params slices; Snakemake writes them when it parses the Snakefile
     slices_stage = next(s for s in stages if s["name"] == "params")
     assert slices_stage["outs"] == {str(params_slices.slice_path(k)) for k in params_slices.KEYS}
     stages.remove(slices_stage)
     all_outs = set().union(*(s["outs"] for s in stages))
     by_outs = {frozenset(s["outs"]): s for s in stages}
-    assert len(jobs) == len(stages) == 17 + 6, (len(jobs), len(stages))  # + the goal-conditioned env's 6
+    assert len(jobs) == len(stages) == n_stages, (len(jobs), len(stages))
     for job in jobs:
         stage = by_outs.get(frozenset(job["output"]))
         assert stage is not None, f"no dvc stage writes {sorted(job['output'])}"
