@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint install clean-venv results gc-results gc-large compare exps
+.PHONY: repro test lint install clean-venv results gc-results gc-large breadth compare exps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,15 @@ gc-results: $(STAMP)
 	$(call gc_results,pointmaze-medium-navigate,profiles/results.yaml,$(RESULTS)/gc)
 gc-large: $(STAMP)
 	$(call gc_results,pointmaze-large-navigate,profiles/gc_large.yaml,$(RESULTS)/gc_large)
+
+# docs/results/breadth: every task of the paper's Tables 1 and 2 whose data can be made here (profiles/breadth.yaml,
+# one seed, Snakemake; a task that fails does not stop the others), then one row per task beside the paper's
+# numbers (experiments/breadth_table.py; a missing task is listed with the reason). BREADTH_SNAKE_ARGS passes
+# extra Snakemake options.
+breadth: $(STAMP)
+	snakemake --profile workflow/profiles/local --configfile profiles/breadth.yaml --keep-going $(BREADTH_SNAKE_ARGS); \
+	  status=$$?; python experiments/breadth_table.py --params profiles/breadth.yaml --out docs/results/breadth; \
+	  exit $$status
 
 clean-venv:
 	rm -rf $(VENV)

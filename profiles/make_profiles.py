@@ -115,12 +115,12 @@ PROFILES["paper_ogbench"] = (
 )
 PROFILES["breadth"] = (
     "BREADTH profile: every Table 1 and Table 2 task whose data can be made here, on one seed at a CPU"
-    " budget (local collection / OGBench's oracles, 5k training steps; docs/results/breadth; `make breadth`)",
+    " budget (local collection / OGBench's oracles, 10k training steps; docs/results/breadth; `make breadth`)",
     {
         "envs": f"[{TABLE1}, {TABLE2_LOCAL}]",
-        "dataset.collect.transitions": "50000",
-        "dataset.ogbench.generate.episodes": "30",
-        **{f"{s}.steps": "5000" for s in TRAINING},
+        "dataset.collect.transitions": "100000",
+        "dataset.ogbench.generate.episodes": "50",
+        **{f"{s}.steps": "10000" for s in TRAINING},
         "train_cfgrl.eval_every": "0",
         "train_awr.eval_every": "0",
         "gc_dataset.generate.episodes": "100",
