@@ -114,8 +114,9 @@ PROFILES["paper_ogbench"] = (
     },
 )
 PROFILES["breadth"] = (
-    "BREADTH profile: every Table 1 and Table 2 task whose data can be made here, on one seed at a CPU"
-    " budget (local collection / OGBench's oracles, 10k training steps; docs/results/breadth; `make breadth`)",
+    "BREADTH profile: every Table 1 and Table 2 task whose data can be made here, on one seed at a"
+    " CPU budget (local collection / OGBench's oracles, 10k training steps; docs/results/breadth;"
+    " `make breadth`)",
     {
         "envs": f"[{TABLE1}, {TABLE2_LOCAL}]",
         "dataset.collect.transitions": "100000",

@@ -484,8 +484,8 @@ def test_aggregate_summary_picks_bc_w1_and_best_settings():
     assert (row["awf_best_setting"], row["awf_best_mean"]) == (3.0, 55.0)
     md = markdown(pd.DataFrame([row]))
     row_md = (
-        "| walker-run | 3 | 24.0 | 20.0 ± 1.0 | 50.0 ± 2.0 | 60.0 ± 3.0 (w=3) | 45.0 ± 6.0 (1/beta=30) "
-        "| 55.0 ± 7.0 (1/beta=3) |"
+        "| walker-run | 3 | return | 24.0 | 20.0 ± 1.0 | 50.0 ± 2.0 | 60.0 ± 3.0 (w=3) "
+        "| 45.0 ± 6.0 (1/beta=30) | 55.0 ± 7.0 (1/beta=3) |"
     )
     assert row_md in md
     assert "over seeds" in md
