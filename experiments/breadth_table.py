@@ -65,12 +65,8 @@ def cell(r: dict, prefix: str, label: str | None = None) -> str:
 def why_missing(env: str, seed: int) -> str:
     """The last line of the first stage log that does not end in success, or 'not run'."""
     for stage in STAGES:
-        log = (
-            paths.ROOT
-            / "logs"
-            / stage
-            / (f"{env}.log" if stage in ("dataset", "plot") else f"{env}/seed{seed}.log")
-        )
+        name = f"{env}.log" if stage in ("dataset", "plot") else f"{env}/seed{seed}.log"
+        log = Path("logs") / stage / name
         if not log.exists():
             return f"{stage}: not run"
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
