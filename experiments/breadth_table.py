@@ -156,7 +156,7 @@ def main() -> None:
         value = metric(res)
         line = float(res.dataset_return_mean.iloc[0]) if value == "return" else None
         draw_return_vs_w(ax, res, line, env, value=value)
-        ax.set_title(f"{env} (seed 0)", fontsize=7)  # the full titles of long names overlap
+        ax.set_title(f"{env} (seed {p.seeds[0]})", fontsize=7)  # the full titles of long names overlap
         ax.legend(fontsize=5)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
