@@ -14,6 +14,16 @@ pairs=(
   "walker-walk jaco-reach-top-right"
   "walker-stand quadruped-walk"
 )
+# the pairs must be exactly the profile's tasks: a task added to the profile is not silently left out
+make install
+listed=$(printf '%s\n' ${pairs[@]} | LC_ALL=C sort)
+profile=$(.venv/bin/python -c "from pipeline_steps.config import load_params
+print('\n'.join(sorted(load_params('profiles/breadth.yaml').envs)))")
+if [ "$listed" != "$profile" ]; then
+  echo "breadth_in_pairs.sh: its pairs differ from profiles/breadth.yaml's envs:" >&2
+  diff <(echo "$listed") <(echo "$profile") >&2
+  exit 2
+fi
 for pair in "${pairs[@]}"; do
   targets=""
   for env in $pair; do targets="$targets data/plots/$env/results.csv"; done
