@@ -1,6 +1,6 @@
 # The two set-up commands of the README:
 #   make repro  - create .venv, install, run the whole pipeline (dvc repro, the env / seed branches side by
-#                 side: pipeline_steps/repro.py) on the default profile
+#                 side: pipeline_steps/both/repro.py) on the default profile
 #   make test   - create .venv if needed, install, run the test suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint install clean-venv results gc-results gc-large breadth compare exps
+.PHONY: repro test lint deps install clean-venv results gc-results gc-large breadth compare exps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 repro: $(STAMP)
-	python -m pipeline_steps.repro
+	python -m pipeline_steps.both.repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -30,7 +30,7 @@ test: $(STAMP)
 # a finished run (data/aggregate, or RUN=dir) beside a reference (docs/results/make_repro, or REF=dir):
 # identical / agree within 95% intervals / DIFFERS, setting by setting
 compare: $(STAMP)
-	python -m pipeline_steps.compare $(if $(RUN),--run $(RUN)) $(if $(REF),--reference $(REF))
+	python -m pipeline_steps.both.compare $(if $(RUN),--run $(RUN)) $(if $(REF),--reference $(REF))
 
 # `dvc exp run -S key=value` experiments side by side: the params that differ and the headline numbers
 # (data/aggregate/metrics.json: columns headline.<env>.<number>), not the ~300 columns of every stage's
@@ -42,6 +42,12 @@ exps: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles
+	$(BIN)/lint-imports
+	$(BIN)/python -m pipeline_steps.both.code_deps
+
+# rewrite dvc.yaml's code deps from the stages' imports (after adding or moving an import)
+deps: $(STAMP)
+	$(BIN)/python -m pipeline_steps.both.code_deps --write
 
 # docs/results: the default profile on 3 seeds for both envs (Snakemake; 1 torch thread per job, so two
 # jobs at a time here) and the label ablations on seed 0 (two at a time). Writes the results profile's

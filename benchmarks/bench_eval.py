@@ -4,7 +4,7 @@ evaluator can beat, all on the same checkpoint and in one run.
     .venv/bin/python benchmarks/bench_eval.py --env cheetah-run [--checkpoint PATH]
         [--rounds 3] [--seq-episodes 9]
 
-- batched:    every (w, episode) pair in lockstep (pipeline_steps.evaluate), one network call per
+- batched:    every (w, episode) pair in lockstep (pipeline_steps.rl.evaluate), one network call per
               flow step for all envs and both guidance branches
 - sequential: the authors' loop: one episode and one w at a time, two forward passes per flow step
               (timed on --seq-episodes episodes spread over the w list, split over the rounds, and
@@ -27,14 +27,12 @@ import time
 import numpy as np
 import torch
 
-from pipeline_steps import paths
 from pipeline_steps.algorithms.cfgrl import CFGRL, NULL, POSITIVE
-from pipeline_steps.config import load_params
-from pipeline_steps.envs import make_env
-from pipeline_steps.evaluate import cfgrl_act_fn, eval_reset_seed
-from pipeline_steps.rollouts import run_lockstep
-from pipeline_steps.train_cfgrl import load_policy
-from pipeline_steps.training import setup_torch
+from pipeline_steps.core import paths
+from pipeline_steps.core.device import setup_torch
+from pipeline_steps.core.params import load_params
+from pipeline_steps.core.rollouts import cfgrl_act_fn, eval_reset_seed, run_lockstep
+from pipeline_steps.envs.dmc import make_env
 
 
 @torch.no_grad()
@@ -117,7 +115,7 @@ def main() -> None:
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
     try:
-        agent, source = load_policy(ckpt), str(ckpt)
+        agent, source = CFGRL.from_checkpoint(ckpt), str(ckpt)
     except FileNotFoundError:
         agent, source = CFGRL(obs_dim, act_dim, p.train_cfgrl).eval(), "fresh init (no checkpoint)"
     ws, n_ep = p.evaluate.guidance_ws, p.evaluate.episodes

@@ -1,4 +1,4 @@
-"""The goal-conditioned lockstep evaluation (pipeline_steps.gc_evaluate) against a sequential loop,
+"""The goal-conditioned lockstep evaluation (pipeline_steps.gc.evaluate) against a sequential loop,
 on the same policy, episodes and seeds, in one run.
 
     .venv/bin/python benchmarks/bench_gc_eval.py [--env pointmaze-medium-navigate] [--checkpoint PATH]
@@ -24,11 +24,11 @@ import time
 
 import numpy as np
 
-from pipeline_steps import gc_envs
-from pipeline_steps.config import load_params
-from pipeline_steps.gc_evaluate import _NOISE_TAG, _RESET_TAG, episode_seed, policy_act_fn, run_gc_lockstep
-from pipeline_steps.train_gc import build, load_gc_policy
-from pipeline_steps.training import setup_torch
+from pipeline_steps.algorithms import gc_policies
+from pipeline_steps.core.device import setup_torch
+from pipeline_steps.core.params import load_params
+from pipeline_steps.envs import ogbench_gc
+from pipeline_steps.gc.evaluate import _NOISE_TAG, _RESET_TAG, episode_seed, policy_act_fn, run_gc_lockstep
 
 
 def cpu_model() -> str:
@@ -54,11 +54,13 @@ def main() -> None:
     p = load_params(a.params)
     setup_torch(0, p.runtime)
     if a.checkpoint:
-        agent = load_gc_policy(a.checkpoint)
+        agent = gc_policies.from_checkpoint(a.checkpoint)
     else:  # a fresh policy of the params' size: the same cost per call
-        env = gc_envs.make_gc_env(a.env)
+        env = ogbench_gc.make_gc_env(a.env)
         ob, info = env.reset(seed=0, options=dict(task_id=1))
-        agent = build("cfgrl", ob.shape[0], len(info["goal"]), env.action_space.shape[0], p.train_gc).eval()
+        agent = gc_policies.build(
+            "cfgrl", ob.shape[0], len(info["goal"]), env.action_space.shape[0], p.train_gc
+        ).eval()
         env.close()
     ws, tasks = p.gc_evaluate.guidance_ws, p.gc_evaluate.tasks
     pairs = [(k, e) for k in tasks for e in range(a.episodes)]

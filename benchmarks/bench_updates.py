@@ -26,7 +26,7 @@ from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.algorithms.iql import IQL
-from pipeline_steps.config import Params, load_params
+from pipeline_steps.core.params import Params, load_params
 
 SIZES = {"default": ([256, 256], 256), "paper": ([512, 512, 512], 1024)}
 OBS_DIM, ACT_DIM = 24, 6  # walker

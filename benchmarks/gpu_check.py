@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, uninstalled
 from bench_updates import AGENTS, SIZES, hardware, measure  # noqa: E402
 
-from pipeline_steps import training  # noqa: E402
 from pipeline_steps.algorithms.cfgrl import CFGRL  # noqa: E402
-from pipeline_steps.config import load_params  # noqa: E402
+from pipeline_steps.core import training  # noqa: E402
+from pipeline_steps.core.params import load_params  # noqa: E402
 
 OBS_DIM, ACT_DIM = 24, 6
 PAPER_STEPS = 1_000_000

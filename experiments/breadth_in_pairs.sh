@@ -17,7 +17,7 @@ pairs=(
 # the pairs must be exactly the profile's tasks: a task added to the profile is not silently left out
 make install
 listed=$(printf '%s\n' ${pairs[@]} | LC_ALL=C sort)
-profile=$(.venv/bin/python -c "from pipeline_steps.config import load_params
+profile=$(.venv/bin/python -c "from pipeline_steps.core.params import load_params
 print('\n'.join(sorted(load_params('profiles/breadth.yaml').envs)))")
 if [ "$listed" != "$profile" ]; then
   echo "breadth_in_pairs.sh: its pairs differ from profiles/breadth.yaml's envs:" >&2

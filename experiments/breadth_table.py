@@ -23,11 +23,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline_steps import paths  # noqa: E402
-from pipeline_steps.aggregate import fmt, summarize_env, sweep_markdown  # noqa: E402
-from pipeline_steps.config import load_params  # noqa: E402
-from pipeline_steps.ogbench_tasks import is_singletask  # noqa: E402
-from pipeline_steps.plot import draw_return_vs_w, metric  # noqa: E402
+from pipeline_steps.both.aggregate import fmt, summarize_env, sweep_markdown  # noqa: E402
+from pipeline_steps.core import paths  # noqa: E402
+from pipeline_steps.core.params import load_params  # noqa: E402
+from pipeline_steps.envs.names import is_singletask  # noqa: E402
+from pipeline_steps.rl.plot import draw_return_vs_w, metric  # noqa: E402
 
 # method.md §6 (Table 1, ExORL RND data, return, 4 seeds) and §9 (Table 2, OGBench, success %, 4 seeds)
 PAPER = {  # task: (AWR, CFGRL)

@@ -25,11 +25,12 @@ import pandas as pd
 import typer
 import yaml
 
-from pipeline_steps import evaluate, label, paths, train_cfgrl
-from pipeline_steps.config import parse_params
-from pipeline_steps.plot import plot_ablations
-from pipeline_steps.repro import default_jobs
-from pipeline_steps.training import write_csv_atomic
+from pipeline_steps.both.repro import default_jobs
+from pipeline_steps.core import paths
+from pipeline_steps.core.io import write_csv_atomic
+from pipeline_steps.core.params import parse_params
+from pipeline_steps.rl import evaluate, label, train_cfgrl
+from pipeline_steps.rl.plot import plot_ablations
 
 ABLATIONS: dict[str, dict] = {
     "ternary_dropout": {"train_cfgrl.label_scheme": "ternary_dropout"},

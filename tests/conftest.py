@@ -87,13 +87,13 @@ def raw_params(overrides: dict[str, Any] | None = None) -> dict:
 
 
 def make_params(overrides: dict[str, Any] | None = None):
-    from pipeline_steps.config import parse_params
+    from pipeline_steps.core.params import parse_params
 
     return parse_params(raw_params(overrides))
 
 
 # --------------------------------------------------------------------------------------------
-# raw dm_control (independent of pipeline_steps.envs)
+# raw dm_control (independent of pipeline_steps.envs.dmc)
 # --------------------------------------------------------------------------------------------
 def flat_obs(domain: str, observation) -> np.ndarray:
     return np.concatenate([np.asarray(observation[k], np.float64).reshape(-1) for k in OBS_ORDER[domain]])
@@ -306,8 +306,8 @@ def write_synthetic_dataset(
     """Random episodes with `env_name`'s observation / action shapes, written as the Minari dataset
     the training stages read (at `root`, e.g. <tmp>/data/dataset/<env>/minari). Returns the
     number of transitions."""
-    from pipeline_steps.data import Episode, write_minari
-    from pipeline_steps.envs import make_env
+    from pipeline_steps.core.episodes import Episode, write_minari
+    from pipeline_steps.envs.dmc import make_env
 
     env = make_env(env_name)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]

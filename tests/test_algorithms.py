@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from conftest import make_params, write_synthetic_dataset, write_synthetic_labels
 from torch import nn
 
-from pipeline_steps import label, train_awf, train_awr, train_cfgrl
 from pipeline_steps.algorithms import common
 from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR, awr_weights, gaussian_log_prob, weight_concentration
@@ -38,15 +37,15 @@ from pipeline_steps.algorithms.common import (
     polyak_update,
 )
 from pipeline_steps.algorithms.iql import IQL, expectile_loss, optimality_labels
-from pipeline_steps.training import (
+from pipeline_steps.core.checkpoints import load_checkpoint, save_checkpoint
+from pipeline_steps.core.training import (
     NonFiniteLossError,
     Sampler,
     Window,
     check_finite_parameters,
-    load_checkpoint,
-    save_checkpoint,
     train_loop,
 )
+from pipeline_steps.rl import label, train_awf, train_awr, train_cfgrl
 
 OBS_DIM, ACT_DIM = 3, 2
 STEPS_AWR_MLE = 600

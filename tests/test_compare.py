@@ -1,4 +1,4 @@
-"""`make compare`: a run's results beside a reference, setting by setting (pipeline_steps.compare)."""
+"""`make compare`: a run's results beside a reference, setting by setting (pipeline_steps.both.compare)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import typer
 from typer.testing import CliRunner
 
-from pipeline_steps import compare
+from pipeline_steps.both import compare
 
 
 def write_run(root, offline: list[tuple], gc: list[tuple] | None = None):

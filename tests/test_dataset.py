@@ -26,9 +26,17 @@ from conftest import (
     raw_params,
 )
 
-from pipeline_steps import dataset
-from pipeline_steps.data import DatasetError, Episode, find_dataset_dir, load_transitions, read_episodes
-from pipeline_steps.envs import env_id, episode_seed, make_env, register_all, split_env_name
+from pipeline_steps.core.episodes import (
+    DatasetError,
+    Episode,
+    find_dataset_dir,
+    load_transitions,
+    read_episodes,
+)
+from pipeline_steps.datasets import collect, download, exorl
+from pipeline_steps.envs.dmc import env_id, episode_seed, make_env, register_all
+from pipeline_steps.envs.names import split_env_name
+from pipeline_steps.rl import dataset
 
 ZIP_PATH = "/walker/rnd.zip"
 
@@ -185,7 +193,7 @@ def test_exorl_archive_of_each_domain_fits_the_env_and_relabels_per_task(domain,
         env.close()
 
         _, task = split_env_name(name)
-        episodes = dataset.exorl(name, cfg)
+        episodes = exorl.exorl(name, cfg)
         assert len(episodes) == 2
         for ep, s in zip(episodes, src):
             np.testing.assert_array_equal(ep.observations, s["observation"])
@@ -298,7 +306,7 @@ def test_download_that_stalls_times_out(tmp_path, http_server, walker_exorl_epis
     http_server.routes[ZIP_PATH] = ("stall", exorl_zip([short(walker_exorl_episodes[0])]))
     dest = tmp_path / "cache" / "rnd.zip"
     with pytest.raises(DatasetError, match="interrupted or unreachable"):
-        dataset.download(http_server.base_url + ZIP_PATH, dest, timeout=0.3)
+        download.download(http_server.base_url + ZIP_PATH, dest, timeout=0.3)
     assert not dest.exists() and not list(tmp_path.rglob("*.part"))
 
 
@@ -310,7 +318,7 @@ def test_unreachable_server_is_a_dataset_error(tmp_path):
         port = s.getsockname()[1]
     dest = tmp_path / "rnd.zip"
     with pytest.raises(DatasetError, match=f"127.0.0.1:{port}"):
-        dataset.download(f"http://127.0.0.1:{port}/walker/rnd.zip", dest, timeout=2)
+        download.download(f"http://127.0.0.1:{port}/walker/rnd.zip", dest, timeout=2)
     assert not dest.exists() and not list(tmp_path.rglob("*.part"))
 
 
@@ -318,7 +326,7 @@ def test_unreachable_server_is_a_dataset_error(tmp_path):
 def test_relabel_rejects_physics_of_the_wrong_shape(shape):
     env = make_env("walker-run")  # state = qpos(9) + qvel(9)
     with pytest.raises(DatasetError, match=rf"physics states have shape \({shape[0]},"):
-        dataset.relabel_rewards(env, np.zeros(shape))
+        exorl.relabel_rewards(env, np.zeros(shape))
     env.close()
 
 
@@ -376,7 +384,7 @@ def cheetah_episodes():
     cfg = make_params(
         {"dataset.collect.behaviour": "uniform", "dataset.collect.transitions": 2000}
     ).dataset.collect
-    eps = dataset.collect("cheetah-run", cfg, seed=5)
+    eps = collect.collect("cheetah-run", cfg, seed=5)
     return [eps[0], _cut(eps[1], 250)]
 
 
@@ -476,7 +484,7 @@ def test_collect_is_reproducible_and_seeded(tmp_path):
     np.testing.assert_array_equal(ep.observations[0], obs0)
     np.testing.assert_array_equal(ep.physics[0], info0["physics"])
     # physics[i + 1] is the state after action i: its task reward is the recorded reward
-    np.testing.assert_allclose(dataset.relabel_rewards(env, ep.physics)[1:], ep.rewards, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(exorl.relabel_rewards(env, ep.physics)[1:], ep.rewards, rtol=0, atol=1e-12)
     env.close()
     assert not ep.terminations.any() and ep.truncations[-1] and not ep.truncations[:-1].any()
 
@@ -500,7 +508,7 @@ def test_behaviour_action_statistics(behaviour, theta, autocorr, tol):
             "dataset.collect.correlated.sigma": 0.6,
         }
     ).dataset.collect
-    (ep,) = dataset.collect("cheetah-run", cfg, seed=0)
+    (ep,) = collect.collect("cheetah-run", cfg, seed=0)
     a = ep.actions.astype(np.float64)
     assert a.shape == (1000, 6) and np.abs(a).max() <= 1.0
     assert lag1_autocorr(a) == pytest.approx(autocorr, abs=tol)
@@ -545,7 +553,7 @@ def _cli(tmp_path, env_name, params_raw):
         [
             sys.executable,
             "-m",
-            "pipeline_steps.dataset",
+            "pipeline_steps.rl.dataset",
             "--env",
             env_name,
             "--params",

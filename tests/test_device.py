@@ -10,28 +10,27 @@ import pytest
 import torch
 from conftest import make_params
 
-from pipeline_steps import training
 from pipeline_steps.algorithms.cfgrl import CFGRL
-from pipeline_steps.config import ParamsError
-from pipeline_steps.train_cfgrl import load_policy
+from pipeline_steps.core import checkpoints, device, training
+from pipeline_steps.core.params import ParamsError
 
 
 def test_auto_picks_the_cpu_without_a_gpu_and_cuda_when_torch_sees_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert training.resolve_device("auto") == torch.device("cpu")
-    assert training.resolve_device("cpu") == torch.device("cpu")
+    assert device.resolve_device("auto") == torch.device("cpu")
+    assert device.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(RuntimeError, match="runtime.device = 'cuda'"):
-        training.resolve_device("cuda")  # never a silent fallback to the CPU
+        device.resolve_device("cuda")  # never a silent fallback to the CPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert training.resolve_device("auto") == torch.device("cuda")
-    assert training.resolve_device("cuda") == torch.device("cuda")
+    assert device.resolve_device("auto") == torch.device("cuda")
+    assert device.resolve_device("cuda") == torch.device("cuda")
 
 
 def test_auto_is_the_cpu_on_this_machine():
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
     p = make_params({"runtime.device": "auto"})
-    assert training.setup_torch(0, p.runtime).device == torch.device("cpu")
+    assert device.setup_torch(0, p.runtime).device == torch.device("cpu")
 
 
 def test_unknown_device_is_a_params_error_naming_it():
@@ -43,7 +42,7 @@ def test_default_params_train_on_the_cpu_with_the_old_random_streams():
     """device: cpu draws the same minibatch indices and flow noise as the device-free code did."""
     p = make_params()
     assert p.runtime.device == "cpu"
-    gen = training.setup_torch(3, p.runtime)
+    gen = device.setup_torch(3, p.runtime)
     data = {"x": torch.arange(100.0)}
     got = training.Sampler(data, 8, gen).sample()["x"]
     want = torch.arange(100.0)[torch.randint(100, (8,), generator=torch.Generator().manual_seed(3))]
@@ -70,13 +69,13 @@ def test_checkpoint_written_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
     agent = CFGRL(3, 2, p.train_cfgrl)
     with monkeypatch.context() as m:
         _as_if_saved_on_a_gpu(m)
-        training.save_agent(tmp_path / "policy.pt", "cfgrl", agent, p.train_cfgrl, "cheetah-run", 0, 2)
+        checkpoints.save_agent(tmp_path / "policy.pt", "cfgrl", agent, p.train_cfgrl, "cheetah-run", 0, 2)
     with pytest.raises(RuntimeError, match="CUDA"):  # the file really is tagged for a GPU
         torch.load(tmp_path / "policy.pt", weights_only=False)
-    restored = load_policy(tmp_path / "policy.pt")
+    restored = CFGRL.from_checkpoint(tmp_path / "policy.pt")
     for k, v in agent.state_dict().items():
         assert torch.equal(restored.state_dict()[k], v), k
-    assert training.module_device(restored) == torch.device("cpu")
+    assert device.module_device(restored) == torch.device("cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
@@ -107,8 +106,8 @@ def test_resume_checkpoint_written_on_a_gpu_resumes_on_the_cpu(tmp_path, monkeyp
 def test_restored_agent_lands_on_the_requested_device(tmp_path):
     p = make_params({"train_cfgrl.hidden": [8]})
     agent = CFGRL(3, 2, p.train_cfgrl)
-    training.save_agent(tmp_path / "policy.pt", "cfgrl", agent, p.train_cfgrl, "cheetah-run", 0, 2)
-    on_meta = load_policy(tmp_path / "policy.pt", device="meta")  # a device this machine has besides cpu
+    checkpoints.save_agent(tmp_path / "policy.pt", "cfgrl", agent, p.train_cfgrl, "cheetah-run", 0, 2)
+    on_meta = CFGRL.from_checkpoint(tmp_path / "policy.pt", device="meta")  # a device besides the cpu
     assert {t.device.type for t in on_meta.state_dict().values()} == {"meta"}
     ckpt = torch.load(tmp_path / "policy.pt", weights_only=False)
     assert {t.device.type for t in ckpt["state_dict"].values()} == {"cpu"}  # saved device-free
@@ -127,4 +126,4 @@ def test_fit_moves_agent_and_data_to_the_generator_device_and_leaves_inputs_alon
     gen = torch.Generator().manual_seed(0)
     log, _ = training.fit(agent, data, p.train_cfgrl, gen, "t", make_sampler=make_sampler)
     assert len(log) == 3 and seen == [{k: torch.device("cpu") for k in data}]
-    assert training.module_device(agent) == gen.device
+    assert device.module_device(agent) == gen.device

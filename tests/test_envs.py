@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from conftest import JACO_TARGETS, OBS_ORDER, flat_obs, raw_env, raw_task_reward, scaled_action
 
-from pipeline_steps import dataset
-from pipeline_steps.envs import FlatDmControl, env_id, env_names, episode_seed, make_env, split_env_name
+from pipeline_steps.datasets import exorl
+from pipeline_steps.envs.dmc import FlatDmControl, env_id, episode_seed, make_env
+from pipeline_steps.envs.names import env_names, split_env_name
 
 DIMS = {
     "walker-run": (24, 6),
@@ -247,7 +248,7 @@ def test_cheetah_settotalmass_deprecation_is_not_logged_per_env(capfd, caplog):
 # the custom ExORL / URLB tasks of the paper's Table 1
 # --------------------------------------------------------------------------------------------
 def test_custom_tasks_are_registered_under_the_papers_names():
-    from pipeline_steps.envs import register_all
+    from pipeline_steps.envs.dmc import register_all
 
     names = env_names()
     assert names["cheetah-run-backward"] == ("cheetah", "run_backward")
@@ -283,7 +284,7 @@ def test_cheetah_run_backward_reward_is_the_run_reward_of_minus_speed():
         state = _set_cheetah_speed(back, v)
         assert back.physics.speed() == pytest.approx(v, abs=1e-9)
         assert back.task.get_reward(back.physics) == pytest.approx(r_back, abs=1e-9)
-        got_run, got_back = (dataset.relabel_rewards(e, state[None])[0] for e in (run, back))
+        got_run, got_back = (exorl.relabel_rewards(e, state[None])[0] for e in (run, back))
         assert (got_run, got_back) == (pytest.approx(r_run, abs=1e-9), pytest.approx(r_back, abs=1e-9))
     run.close()
     back.close()
@@ -292,7 +293,7 @@ def test_cheetah_run_backward_reward_is_the_run_reward_of_minus_speed():
 def test_cheetah_run_backward_model_is_exorls():
     """ExORL's cheetah.xml: the suite's with a 200 (not 100) long ground plane; nothing else changes
     (same state size and, test_flat_obs_matches_raw_dm_control, the suite cheetah's trajectories)."""
-    from pipeline_steps import exorl_tasks
+    from pipeline_steps.envs import exorl_tasks
 
     back, run = make_env("cheetah-run-backward"), make_env("cheetah-run")
     np.testing.assert_array_equal(back.physics.named.model.geom_size["ground"], [200, 0.8, 0.5])
@@ -332,8 +333,8 @@ def test_jaco_reward_is_one_within_5cm_of_its_target(task):
         assert lo <= env.task.get_reward(env.physics) <= hi
         # relabelling a fresh env from the state alone (forward kinematics in reset_context) agrees
         state = env.physics.get_state().copy()
-        assert dataset.relabel_rewards(fresh, state[None])[0] == env.task.get_reward(env.physics)
-        assert dataset.relabel_rewards(fresh_other, state[None])[0] < 1e-5  # 18 cm off
+        assert exorl.relabel_rewards(fresh, state[None])[0] == env.task.get_reward(env.physics)
+        assert exorl.relabel_rewards(fresh_other, state[None])[0] < 1e-5  # 18 cm off
     for e in (env, fresh, fresh_other):
         e.close()
 
@@ -350,6 +351,6 @@ def test_relabelling_from_physics_equals_the_envs_rewards(name):
         rewards.append(r)
     env.close()
     fresh = make_env(name)
-    np.testing.assert_array_equal(dataset.relabel_rewards(fresh, np.stack(physics))[1:], rewards)
+    np.testing.assert_array_equal(exorl.relabel_rewards(fresh, np.stack(physics))[1:], rewards)
     assert max(rewards) > 0.0
     fresh.close()

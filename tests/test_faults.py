@@ -34,13 +34,15 @@ from conftest import (
     write_synthetic_labels,
 )
 
-from pipeline_steps import evaluate, label, train_awf, train_awr, train_cfgrl, training
 from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
-from pipeline_steps.config import Params, ParamsError, parse_params
-from pipeline_steps.data import DatasetError, Episode, load_transitions, write_minari
-from pipeline_steps.training import RESUME_FILE, Resume, save_agent
+from pipeline_steps.core import training
+from pipeline_steps.core.checkpoints import save_agent
+from pipeline_steps.core.episodes import DatasetError, Episode, load_transitions, write_minari
+from pipeline_steps.core.params import Params, ParamsError, parse_params
+from pipeline_steps.core.training import RESUME_FILE, Resume
+from pipeline_steps.rl import evaluate, label, train_awf, train_awr, train_cfgrl
 
 # (fault or bad input, test that injects it, what the pipeline does)
 FAULTS = [
@@ -200,7 +202,7 @@ def test_killed_training_resumes_to_the_same_weights(stage, inputs, tmp_path, mo
     with monkeypatch.context() as m:
         loop = training.train_loop
         m.setattr(training, "train_loop", lambda *a, **k: steps_run.append(k["start"]) or loop(*a, **k))
-        with caplog.at_level(logging.INFO, logger="pipeline_steps.training"):
+        with caplog.at_level(logging.INFO, logger="pipeline_steps.core.training"):
             run(p, tmp_path / "resumed", inputs)
     assert steps_run == [20] and "resuming at step 20" in caplog.text
     assert_same_checkpoint(tmp_path / "full" / ckpt, tmp_path / "resumed" / ckpt)
@@ -315,7 +317,7 @@ def test_sigkilled_stage_cli_leaves_no_output_a_later_stage_accepts(stage, input
         ready = lambda: not marker.exists() and not (out / consumed).exists()
     else:
         ready = lambda: (out / RESUME_FILE).exists()
-    cmd = [sys.executable, "-m", f"pipeline_steps.{stage}", "--env", "cheetah-run", "--params", "p.yaml"]
+    cmd = [sys.executable, "-m", f"pipeline_steps.rl.{stage}", "--env", "cheetah-run", "--params", "p.yaml"]
     cmd += [] if stage == "dataset" else ["--seed", "0"]
     proc = subprocess.Popen(
         cmd, cwd=work, env=tool_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -514,7 +516,7 @@ def test_label_cli_on_broken_dataset_fails_and_writes_nothing(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "pipeline_steps.label",
+        "pipeline_steps.rl.label",
         "--env",
         "cheetah-run",
         "--seed",

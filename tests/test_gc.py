@@ -14,11 +14,18 @@ import torch
 from conftest import copy_repo, make_params, run_tool
 from test_faults import Killed, assert_same_checkpoint, kill_after_checkpoint
 
-from pipeline_steps import gc_dataset, gc_envs, gc_evaluate, train_gc, training
+from pipeline_steps.algorithms import gc_policies
 from pipeline_steps.algorithms.gcbc import GaussianGCBC
 from pipeline_steps.algorithms.gcfm import GCFlow
-from pipeline_steps.data import DatasetError, Episode, read_episodes
-from pipeline_steps.training import RESUME_FILE
+from pipeline_steps.core import checkpoints, stats
+from pipeline_steps.core.episodes import DatasetError, Episode, read_episodes
+from pipeline_steps.core.params import GC_ALGOS
+from pipeline_steps.core.training import RESUME_FILE
+from pipeline_steps.datasets import ogbench
+from pipeline_steps.envs import names, ogbench_gc
+from pipeline_steps.gc import dataset as gc_dataset
+from pipeline_steps.gc import evaluate as gc_evaluate
+from pipeline_steps.gc import train as train_gc
 
 MAZE = "pointmaze-medium-navigate"
 
@@ -198,7 +205,7 @@ def test_guidance_improves_goal_reaching_on_a_point_task(point_agent):
 def test_generation_is_seeded_and_byte_identical(maze_data, tmp_path):
     out, p = maze_data
     gc_dataset.run(p, MAZE, tmp_path / "again")
-    name = gc_envs.dataset_name(MAZE)
+    name = ogbench_gc.dataset_name(MAZE)
     for f in (f"{name}.npz", f"{name}-val.npz"):
         with np.load(out / "ogbench" / f) as a, np.load(tmp_path / "again" / "ogbench" / f) as b:
             assert a.files == b.files
@@ -232,7 +239,7 @@ def test_ogbench_reads_the_pipelines_file_unchanged(maze_data):
     import ogbench
 
     out, p = maze_data
-    path = out / "ogbench" / f"{gc_envs.dataset_name(MAZE)}.npz"
+    path = out / "ogbench" / f"{ogbench_gc.dataset_name(MAZE)}.npz"
     episodes = read_episodes(out / "minari")
     ds = ogbench.load_dataset(str(path), add_info=True)
     T = p.gc_dataset.generate.episode_steps
@@ -252,7 +259,7 @@ def test_ogbench_reads_the_pipelines_file_unchanged(maze_data):
 
 def test_downloaded_files_make_the_same_dataset(maze_data, tmp_path, http_server):
     out, p = maze_data
-    name = gc_envs.dataset_name(MAZE)
+    name = ogbench_gc.dataset_name(MAZE)
     for f in (f"{name}.npz", f"{name}-val.npz"):
         http_server.routes[f"/ogb/{f}"] = ("ok", (out / "ogbench" / f).read_bytes())
     dl = make_params(
@@ -272,6 +279,64 @@ def test_downloaded_files_make_the_same_dataset(maze_data, tmp_path, http_server
         np.testing.assert_array_equal(x.actions[:-1], y.actions)
     gc_dataset.run(dl, MAZE, tmp_path / "dl2")  # cached: no second download
     assert http_server.count(f"/ogb/{name}.npz") == 1
+
+
+def _serve_maze_files(maze_data, http_server, prefix: str) -> None:
+    out, _ = maze_data
+    name = ogbench_gc.dataset_name(MAZE)
+    for f in (f"{name}.npz", f"{name}-val.npz"):
+        http_server.routes[f"{prefix}/{f}"] = ("ok", (out / "ogbench" / f).read_bytes())
+
+
+@pytest.mark.parametrize("half", ["goal-conditioned", "single-task"])
+def test_download_source_runs_the_whole_stage_in_a_fresh_process(half, maze_data, tmp_path, http_server):
+    """As a user runs it: the stage CLI in a new process (nothing else has imported ogbench there), on
+    files in OGBench's own format served over HTTP, for the gc_dataset stage and for the dataset stage of
+    an OGBench single-task env. The datasets read back as the served episodes."""
+    import yaml
+
+    out, p = maze_data
+    _serve_maze_files(maze_data, http_server, "/ogb")
+    raw = p.model_dump()
+    download = {"base_url": http_server.base_url + "/ogb/", "cache_dir": str(tmp_path / "cache")}
+    raw["gc_dataset"].update(source="download", download=download)
+    raw["dataset"]["ogbench"].update(source="download", download=download)
+    env = f"{MAZE}-singletask" if half == "single-task" else MAZE
+    if half == "single-task":
+        raw["envs"] = [env]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    module = "pipeline_steps.rl.dataset" if half == "single-task" else "pipeline_steps.gc.dataset"
+    cmd = [sys.executable, "-m", module, "--env", env, "--params", "params.yaml", "--out", "made"]
+    run_tool(cmd, tmp_path, timeout=600)
+    made = read_episodes(tmp_path / "made" / "minari")
+    served = read_episodes(out / "minari")
+    assert len(made) == len(served) and (tmp_path / "made" / "stats.json").exists()
+    for x, y in zip(served, made):  # a downloaded episode of L rows has L - 1 transitions
+        np.testing.assert_array_equal(x.observations[:-1], y.observations)
+    if half == "single-task":  # relabelled for the task: rewards are success - 1
+        assert set(np.unique(np.concatenate([ep.rewards for ep in made]))) <= {-1.0, 0.0}
+
+
+def test_a_failure_while_writing_the_dataset_leaves_no_output(maze_data, tmp_path, http_server, monkeypatch):
+    out, p = maze_data
+    _serve_maze_files(maze_data, http_server, "/ogb")
+    dl = make_params(
+        {
+            **p.model_dump(),
+            "gc_dataset.source": "download",
+            "gc_dataset.download.base_url": http_server.base_url + "/ogb/",
+            "gc_dataset.download.cache_dir": str(tmp_path / "cache"),
+        }
+    )
+    import minari
+
+    def fail(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        gc_dataset.run(dl, MAZE, tmp_path / "out")
+    assert not [p.name for p in (tmp_path / "out").iterdir()]  # no stats.json, minari(.tmp) or ogbench/
 
 
 def _bad_npz(good: bytes) -> dict:
@@ -308,7 +373,7 @@ def test_ogbench_download_failure_is_a_dataset_error_and_leaves_nothing(
     case, maze_data, tmp_path, http_server
 ):
     out, p = maze_data
-    name = gc_envs.dataset_name(MAZE)
+    name = ogbench_gc.dataset_name(MAZE)
     good = (out / "ogbench" / f"{name}.npz").read_bytes()
     route, expected = _bad_npz(good)[case]
     if route is not None:
@@ -331,7 +396,7 @@ def test_ogbench_download_failure_is_a_dataset_error_and_leaves_nothing(
 
 
 def test_unknown_gc_env_and_generation_without_an_oracle_are_clear_errors():
-    from pipeline_steps.config import ParamsError
+    from pipeline_steps.core.params import ParamsError
 
     with pytest.raises(ParamsError, match="pointmaze-huge-navigate"):
         make_params({"gc_envs": ["pointmaze-huge-navigate"]})
@@ -343,7 +408,7 @@ def test_maze_envs_leave_no_temp_xml(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    envs = [gc_envs.make_gc_env(MAZE) for _ in range(3)]
+    envs = [ogbench_gc.make_gc_env(MAZE) for _ in range(3)]
     envs[0].reset(seed=0, options=dict(task_id=1))
     for env in envs:
         env.close()
@@ -363,11 +428,11 @@ def test_killed_train_gc_resumes_to_the_same_weights(algo, maze_data, tmp_path, 
         with pytest.raises(Killed):
             run(tmp_path / "resumed")
     assert [f.name for f in (tmp_path / "resumed").iterdir()] == [RESUME_FILE]
-    with caplog.at_level(logging.INFO, logger="pipeline_steps.training"):
+    with caplog.at_level(logging.INFO, logger="pipeline_steps.core.training"):
         run(tmp_path / "resumed")
     assert "resuming at step 20" in caplog.text
     assert_same_checkpoint(tmp_path / "full" / "policy.pt", tmp_path / "resumed" / "policy.pt")
-    agent = train_gc.load_gc_policy(tmp_path / "resumed" / "policy.pt")
+    agent = gc_policies.from_checkpoint(tmp_path / "resumed" / "policy.pt")
     assert agent.algo == algo and isinstance(agent, GCFlow if algo == "cfgrl" else GaussianGCBC)
 
 
@@ -397,20 +462,20 @@ def test_lockstep_evaluation_equals_a_sequential_loop(one_thread):
 def test_gc_checkpoint_for_another_env_is_rejected(tmp_path):
     p = gc_params()
     policies = {}
-    for algo in train_gc.ALGOS:  # trained for a 5-d observation: pointmaze's is 2-d
-        agent = train_gc.build(algo, 5, 2, 2, p.train_gc)
+    for algo in GC_ALGOS:  # trained for a 5-d observation: pointmaze's is 2-d
+        agent = gc_policies.build(algo, 5, 2, 2, p.train_gc)
         policies[algo] = tmp_path / algo / "policy.pt"
         config = {"algo": algo, "goal_dim": 2, "train_gc": p.train_gc.model_dump()}
-        training.save_agent(policies[algo], "gc_policy", agent, config, MAZE, 0, 2)
+        checkpoints.save_agent(policies[algo], "gc_policy", agent, config, MAZE, 0, 2)
     with pytest.raises(ValueError, match=r"\(5, 2, 2\).*\(2, 2, 2\)"):
         gc_evaluate.run(p, MAZE, 0, policies, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_wilson_interval():
-    lo, hi = gc_evaluate.wilson(0, 10)
+    lo, hi = stats.wilson(0, 10)
     assert lo == pytest.approx(0.0, abs=1e-12) and 0.25 < hi < 0.35
-    lo, hi = gc_evaluate.wilson(5, 10)
+    lo, hi = stats.wilson(5, 10)
     assert lo < 0.5 < hi and hi - 0.5 == pytest.approx(0.5 - lo)
 
 
@@ -418,7 +483,7 @@ def test_train_gc_cli_refuses_an_unknown_algo(tmp_path):
     """(The stage CLIs themselves run end to end in test_pipeline's dvc repro of the tiny profile.)"""
     copy_repo(tmp_path, profile="tiny", git=False)
     bad = run_tool(
-        [sys.executable, "-m", "pipeline_steps.train_gc", "--env", MAZE, "--seed", "0", "--algo", "sac"],
+        [sys.executable, "-m", "pipeline_steps.gc.train", "--env", MAZE, "--seed", "0", "--algo", "sac"],
         tmp_path,
         check=False,
     )
@@ -430,7 +495,7 @@ def test_cube_generation_is_seeded_and_gives_cube_goals():
         def update(self, k):
             pass
 
-    a, b = (gc_dataset.generate_manip("cube-single-play", 1, 30, 0.1, 0.5, 0, Bar()) for _ in range(2))
+    a, b = (ogbench.generate_manip("cube-single-play", 1, 30, 0.1, 0.5, 0, Bar()) for _ in range(2))
     assert a[0].actions.shape == (30, 5) and a[0].observations.shape == (31, 28)
     assert a[0].actions.tobytes() == b[0].actions.tobytes()
     assert a[0].observations.tobytes() == b[0].observations.tobytes()
@@ -458,9 +523,9 @@ def manip_data(request, tmp_path_factory):
 
 def test_manip_generation_is_seeded_byte_identical_and_makes_progress(manip_data, tmp_path):
     name, out, p = manip_data
-    assert gc_envs.can_generate(name) and gc_envs.can_generate(name.replace("play", "noisy"))
+    assert names.can_generate(name) and names.can_generate(name.replace("play", "noisy"))
     gc_dataset.run(p, name, tmp_path / "again")
-    fname = gc_envs.dataset_name(name)
+    fname = ogbench_gc.dataset_name(name)
     for f in (f"{fname}.npz", f"{fname}-val.npz"):
         with np.load(out / "ogbench" / f) as a, np.load(tmp_path / "again" / "ogbench" / f) as b:
             assert set(a.files) == {"observations", "actions", "terminals", "qpos", "qvel", "button_states"}
@@ -469,7 +534,7 @@ def test_manip_generation_is_seeded_byte_identical_and_makes_progress(manip_data
                 assert a[k].tobytes() == b[k].tobytes(), (f, k)
             assert a["button_states"].dtype == np.int64 and a["terminals"].sum() == 1  # as OGBench writes
             assert a["actions"].shape == (101, 5) and np.all(np.abs(a["actions"]) <= 1)
-    other = gc_dataset.generate_manip(
+    other = ogbench.generate_manip(
         name, 1, 101, 0.1, 0.5, 1, type("Bar", (), {"update": lambda s, k: None})()
     )
     with np.load(out / "ogbench" / f"{fname}.npz") as a:
@@ -487,7 +552,7 @@ def test_ogbench_reads_generated_manip_data_and_relabels_it_for_its_singletask_e
     import ogbench
 
     name, out, p = manip_data
-    path = str(out / "ogbench" / f"{gc_envs.dataset_name(name)}.npz")
+    path = str(out / "ogbench" / f"{ogbench_gc.dataset_name(name)}.npz")
     T = p.gc_dataset.generate.episode_steps
     ds = ogbench.load_dataset(path, add_info=True)
     assert ds["observations"].shape[0] == T - 1 and ds["button_states"].shape[0] == T - 1
@@ -507,7 +572,7 @@ def test_ogbench_reads_generated_manip_data_and_relabels_it_for_its_singletask_e
 
 
 def test_gc_results_average_seed_rates_and_keep_intervals_in_the_unit_range():
-    from pipeline_steps.gc_plot import results
+    from pipeline_steps.gc.plot import results
 
     rows = []
     for seed, succ in ((0, [1, 0, 0, 0]), (1, [1, 0, 1, 0]), (2, [0, 0, 0, 0])):
@@ -544,7 +609,7 @@ def test_sigkilled_train_gc_cli_leaves_only_its_resume_checkpoint_and_resumes(ma
     )  # fmt: skip
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
     shutil.copytree(out / "minari", tmp_path / "data" / "gc_dataset" / MAZE / "minari")
-    cmd = [sys.executable, "-m", "pipeline_steps.train_gc", "--env", MAZE, "--seed", "0", "--algo", "cfgrl"]
+    cmd = [sys.executable, "-m", "pipeline_steps.gc.train", "--env", MAZE, "--seed", "0", "--algo", "cfgrl"]
     cmd += ["--params", "p.yaml"]
     run_dir = tmp_path / "data" / "train_gc" / MAZE / "cfgrl" / "seed0"
     proc = subprocess.Popen(
@@ -559,4 +624,4 @@ def test_sigkilled_train_gc_cli_leaves_only_its_resume_checkpoint_and_resumes(ma
     done = run_tool(cmd, tmp_path)
     assert f"resuming at step {step}" in done.stderr
     assert (run_dir / "policy.pt").exists() and not (run_dir / RESUME_FILE).exists()
-    assert train_gc.load_gc_policy(run_dir / "policy.pt").algo == "cfgrl"
+    assert gc_policies.from_checkpoint(run_dir / "policy.pt").algo == "cfgrl"

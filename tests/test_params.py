@@ -9,7 +9,7 @@ import yaml
 from conftest import REPO, raw_params, repo_params_raw
 from pydantic import ValidationError
 
-from pipeline_steps.config import Params, ParamsError, load_params, parse_params
+from pipeline_steps.core.params import Params, ParamsError, load_params, parse_params
 
 
 def _assert_subset(raw, loaded, where="params"):

@@ -19,9 +19,15 @@ from conftest import copy_repo, run_tool
 from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
-from pipeline_steps.config import load_params
-from pipeline_steps.evaluate import awf_act_fn, awr_act_fn, cfgrl_act_fn, eval_reset_seed
-from pipeline_steps.rollouts import run_lockstep, run_sequential
+from pipeline_steps.core.params import load_params
+from pipeline_steps.core.rollouts import (
+    awf_act_fn,
+    awr_act_fn,
+    cfgrl_act_fn,
+    eval_reset_seed,
+    run_lockstep,
+    run_sequential,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -146,7 +152,7 @@ def test_render_stage_draws_one_episode_per_policy_from_the_same_start(tiny_repo
     profile's best w among 0, 1, 3 decides whether there is a third CFGRL row) and AWR's best."""
     from PIL import Image
 
-    from pipeline_steps.render import render_unavailable
+    from pipeline_steps.rl.render import render_unavailable
 
     out = tiny_repo / "data/render/cheetah-run"
     info = json.loads((out / "render.json").read_text())
@@ -181,7 +187,7 @@ def test_render_stage_draws_one_episode_per_policy_from_the_same_start(tiny_repo
 def test_render_stage_says_why_it_skipped(tiny_repo, tmp_path, monkeypatch, caplog):
     """No GL library (a bogus MUJOCO_GL stands in) or render.enabled false: render.json gives the reason,
     no frame strip is left, and the stage does not fail."""
-    from pipeline_steps import render
+    from pipeline_steps.rl import render
 
     monkeypatch.setenv("MUJOCO_GL", "no-such-backend")
     reason = render.render_unavailable()
@@ -246,7 +252,7 @@ def test_editing_a_dataset_param_invalidates_the_dataset_and_downstream(tiny_rep
 
 def test_noise_streams_do_not_depend_on_neighbours_and_refill():
     """Env 1's noise is the same whether it runs alone or beside others, across a block boundary."""
-    from pipeline_steps.evaluate import NoiseStreams
+    from pipeline_steps.core.rollouts import NoiseStreams
 
     together, alone = NoiseStreams([11, 22, 33], 2, block=4), NoiseStreams([11, 22, 33], 2, block=4)
     a = torch.stack([together.next(np.array([0, 1, 2]))[1] for _ in range(10)])

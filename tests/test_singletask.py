@@ -12,21 +12,14 @@ import pandas as pd
 import pytest
 from conftest import make_params
 
-from pipeline_steps import (
-    aggregate,
-    dataset,
-    evaluate,
-    label,
-    ogbench_tasks,
-    paths,
-    plot,
-    train_awf,
-    train_awr,
-    train_cfgrl,
-)
-from pipeline_steps.config import ParamsError
-from pipeline_steps.data import load_transitions, read_episodes
-from pipeline_steps.envs import check_env_name, make_env
+from pipeline_steps.both import aggregate
+from pipeline_steps.core import paths
+from pipeline_steps.core.episodes import load_transitions, read_episodes
+from pipeline_steps.core.params import ParamsError
+from pipeline_steps.envs import names, ogbench_single
+from pipeline_steps.envs.dmc import make_env
+from pipeline_steps.envs.names import check_env_name
+from pipeline_steps.rl import dataset, evaluate, label, plot, train_awf, train_awr, train_cfgrl
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 MAZE = "pointmaze-large-navigate-singletask"
@@ -53,9 +46,9 @@ MAZE = "pointmaze-large-navigate-singletask"
     ],
 )
 def test_names_map_to_ogbench_ids(name, gym_id, dataset_name, task):
-    assert ogbench_tasks.is_singletask(name)
-    assert ogbench_tasks.gym_id(name) == gym_id
-    assert ogbench_tasks.split_name(name) == (dataset_name, task)
+    assert names.is_singletask(name)
+    assert ogbench_single.gym_id(name) == gym_id
+    assert names.split_singletask_name(name) == (dataset_name, task)
     check_env_name(name)
 
 
@@ -125,7 +118,7 @@ def test_relabelling_stored_states_equals_the_envs_rewards_and_success(name, ste
     (success_timing 'pre'), and the env's reward is its success signal: 0 exactly when info['success']."""
     infos, rewards, successes = states_rewards_successes(name, steps, seed=4, policy=policy)
     env = make_env(name)
-    relabelled, success = ogbench_tasks.relabel(name, env, infos)
+    relabelled, success = ogbench_single.relabel(name, env, infos)
     env.close()
     np.testing.assert_array_equal(relabelled, rewards)
     np.testing.assert_array_equal(success, successes.astype(bool))
@@ -197,7 +190,7 @@ def test_dataset_has_ogbench_rewards_and_terminals(singletask_repo):
     assert stats["terminal_frac"] == pytest.approx(float((tr.masks == 0).mean()))
     # the rewards are OGBench's relabelling of the stored qpos
     env = make_env(MAZE)
-    rewards, _ = ogbench_tasks.relabel(MAZE, env, {"qpos": episodes[0].infos["qpos"][:-1]})
+    rewards, _ = ogbench_single.relabel(MAZE, env, {"qpos": episodes[0].infos["qpos"][:-1]})
     env.close()
     np.testing.assert_array_equal(episodes[0].rewards, rewards)
 

@@ -18,13 +18,13 @@ import torch
 import yaml
 from conftest import raw_params
 
-from pipeline_steps import train_cfgrl
+from pipeline_steps.algorithms.awr import AWR
+from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.algorithms.iql import IQL
-from pipeline_steps.config import LabelParams, ParamsError, parse_params
-from pipeline_steps.data import DatasetError, load_transitions
-from pipeline_steps.train_awr import load_policies
-from pipeline_steps.train_cfgrl import load_policy
-from pipeline_steps.training import load_checkpoint
+from pipeline_steps.core.checkpoints import load_checkpoint
+from pipeline_steps.core.episodes import DatasetError, load_transitions
+from pipeline_steps.core.params import LabelParams, ParamsError, parse_params
+from pipeline_steps.rl import train_cfgrl
 
 ENV = "cheetah-run"
 SEED = 3
@@ -69,7 +69,7 @@ def tiny_raw() -> dict:
 def cli(stage: str, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "CFGRL_TRACKING": "0", "TQDM_DISABLE": "1", "MUJOCO_GL": "egl", "COLUMNS": "250"}
     proc = subprocess.run(
-        [sys.executable, "-m", f"pipeline_steps.{stage}", "--params", "tiny.yaml", *args],
+        [sys.executable, "-m", f"pipeline_steps.rl.{stage}", "--params", "tiny.yaml", *args],
         check=False,
         cwd=cwd,
         env=env,
@@ -163,7 +163,7 @@ def test_train_cfgrl_stage_outputs(work):
     assert m["actor_loss"] == pytest.approx(log["actor/loss"].iloc[-1])
     assert np.isfinite(log.drop(columns="step").to_numpy()).all()
 
-    agent = load_policy(out / "policy.pt")
+    agent = CFGRL.from_checkpoint(out / "policy.pt")
     raw = torch.load(out / "policy.pt", weights_only=False)
     assert raw["kind"] == "cfgrl" and raw["seed"] == SEED
     for k, v in raw["state_dict"].items():
@@ -195,7 +195,7 @@ def test_train_awr_stage_outputs(work):
     # a larger 1/beta concentrates the weights more
     assert m["inv_beta=10_ess_frac"] < m["inv_beta=1_ess_frac"]
 
-    agent = load_policies(out / "policies.pt")
+    agent = AWR.from_checkpoint(out / "policies.pt")
     assert agent.inv_betas.tolist() == INV_BETAS
     tr = load_transitions(work / "data" / "dataset" / ENV / "minari")
     a = agent.sample_actions(torch.from_numpy(tr.observations[:16]))
@@ -259,9 +259,14 @@ def test_periodic_evaluation_logs_returns_and_changes_no_weight(work, tmp_path):
     """eval_every: evaluation returns join the training log every eval_every steps and at the end; they
     are the current policy's (the last equals a rollout of the saved policy in the same batch), and
     training draws the same numbers as with it off (same weights, same losses)."""
-    from pipeline_steps import train_awr
-    from pipeline_steps.evaluate import awr_act_fn, cfgrl_act_fn, eval_noise_seed, eval_reset_seed
-    from pipeline_steps.rollouts import run_lockstep
+    from pipeline_steps.core.rollouts import (
+        awr_act_fn,
+        cfgrl_act_fn,
+        eval_noise_seed,
+        eval_reset_seed,
+        run_lockstep,
+    )
+    from pipeline_steps.rl import train_awr
 
     raw = tiny_raw()
     raw["train_cfgrl"].update(eval_every=40, eval_episodes=1, eval_ws=[1.0, 3.0])
@@ -287,7 +292,7 @@ def test_periodic_evaluation_logs_returns_and_changes_no_weight(work, tmp_path):
         assert probed.step.tolist() == [40, steps], (stage, probed.step.tolist())
         assert on[on.step.isin([40, steps])][cols].notna().all().all()
     # the last probe is the saved policy, rolled out in the same batch (evaluation episode 0)
-    cfgrl = load_policy(tmp_path / "cfgrl" / "policy.pt")
+    cfgrl = CFGRL.from_checkpoint(tmp_path / "cfgrl" / "policy.pt")
     with torch.no_grad():
         ret = run_lockstep(
             ENV,
@@ -296,7 +301,7 @@ def test_periodic_evaluation_logs_returns_and_changes_no_weight(work, tmp_path):
         ).returns
     last = pd.read_csv(tmp_path / "cfgrl" / "train_log.csv").iloc[-1]
     assert [last["eval/return/w=1"], last["eval/return/w=3"]] == ret.tolist()
-    awr = load_policies(tmp_path / "awr" / "policies.pt")
+    awr = AWR.from_checkpoint(tmp_path / "awr" / "policies.pt")
     with torch.no_grad():
         ret = run_lockstep(
             ENV, [eval_reset_seed(SEED, 0)] * len(INV_BETAS), awr_act_fn(awr, np.arange(len(INV_BETAS)))

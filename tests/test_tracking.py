@@ -9,7 +9,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from pipeline_steps import tracking
+from pipeline_steps.core import tracking
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def test_snakemake_and_dvc_build_the_same_dag(profile, n_stages, tmp_path):
     and the same command, and no stage is missing from either side: the default profile, and the
     paper's Table 1 and Table 2 profiles (DVC reads params.yaml, so a copy of the repo gets the
     profile as its params.yaml)."""
-    from pipeline_steps import params_slices
+    from pipeline_steps.both import params_slices
 
     root = copy_repo(tmp_path, profile, git=True) if profile else REPO
     jobs = parse_jobs(dry_run(root))
@@ -208,8 +208,8 @@ def test_slurm_profile_submits_the_requested_resources(tmp_path):
         (fake / name).chmod(stat.S_IRWXU)
     # the dataset exists already (made after the params slices), so the first jobs submitted are the
     # paper profile's training jobs
-    from pipeline_steps import params_slices
-    from pipeline_steps.config import load_params
+    from pipeline_steps.both import params_slices
+    from pipeline_steps.core.params import load_params
 
     params_slices.write(load_params(repo / "profiles/paper.yaml"), repo)
     for env in ("walker-run", "cheetah-run"):
@@ -332,7 +332,10 @@ def test_params_edit_after_snakemake_reruns_exactly_the_affected_dvc_stages(tiny
 def tiny2_dvc(tmp_path_factory) -> tuple[Path, str]:
     repo = copy_repo(tmp_path_factory.mktemp("dvcpar"), "tiny2")
     proc = run_tool(
-        [sys.executable, "-m", "pipeline_steps.repro", "--jobs", "2"], repo, timeout=1200, CFGRL_TRACKING="1"
+        [sys.executable, "-m", "pipeline_steps.both.repro", "--jobs", "2"],
+        repo,
+        timeout=1200,
+        CFGRL_TRACKING="1",
     )
     return repo, proc.stdout + proc.stderr
 
@@ -400,8 +403,8 @@ def test_parallel_repro_outputs_equal_the_snakemake_runs(tiny2_dvc, tiny2_run):
 
 
 def test_repro_waves_and_jobs():
-    from pipeline_steps.config import GC_ALGOS, load_params
-    from pipeline_steps.repro import BRANCH_STAGES, GC_BRANCH_STAGES, default_jobs, repro, waves
+    from pipeline_steps.both.repro import BRANCH_STAGES, GC_BRANCH_STAGES, default_jobs, repro, waves
+    from pipeline_steps.core.params import GC_ALGOS, load_params
 
     p = load_params(REPO / "profiles" / "results.yaml")
     slices, datasets, branches = waves(p)
@@ -436,8 +439,8 @@ def test_repro_waves_and_jobs():
 
 
 def test_repro_failed_branch_lets_its_wave_finish_then_stops(monkeypatch):
-    from pipeline_steps import repro as driver
-    from pipeline_steps.config import load_params
+    from pipeline_steps.both import repro as driver
+    from pipeline_steps.core.params import load_params
 
     calls = []
 
@@ -463,7 +466,7 @@ def test_repro_failed_branch_lets_its_wave_finish_then_stops(monkeypatch):
 
 
 def test_aggregate_summary_picks_bc_w1_and_best_settings():
-    from pipeline_steps.aggregate import markdown, summarize_env
+    from pipeline_steps.both.aggregate import markdown, summarize_env
 
     res = pd.DataFrame(
         {
@@ -494,7 +497,7 @@ def test_aggregate_summary_picks_bc_w1_and_best_settings():
 def test_headline_metrics_are_the_summary_numbers_and_skip_missing_settings():
     """data/aggregate/metrics.json (make exps' columns): the summary's means, and no key (not a NaN,
     which is not JSON) for a setting the params do not have, e.g. no w = 1 in the w list."""
-    from pipeline_steps.aggregate import headline_metrics, summarize_env
+    from pipeline_steps.both.aggregate import headline_metrics, summarize_env
 
     res = pd.DataFrame(
         {

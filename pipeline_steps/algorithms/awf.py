@@ -12,13 +12,16 @@ ensemble on the same minibatches and noise (as train_awr does for its Gaussians)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from pipeline_steps.algorithms.awr import awr_weights, per_beta_info
 from pipeline_steps.algorithms.cfgrl import flow_error, sample_t, time_embedding
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, ensemble_mlp
-from pipeline_steps.config import AwfParams, CfgrlParams
+from pipeline_steps.core.checkpoints import restore_agent
+from pipeline_steps.core.params import AwfParams, CfgrlParams
 
 
 class EnsembleVelocityNet(nn.Module):
@@ -59,6 +62,22 @@ class AWF(nn.Module):
         x_0 = torch.randn(B, self.act_dim, generator=generator, device=dev)  # [B, A]
         t = sample_t(B, self.net_cfg, generator, dev)  # [B]
         return self.gradient_step(batch, x_0, t)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, device="cpu") -> AWF:
+        """The trained advantage-weighted flow policies (one per 1/beta) from their checkpoint, on
+        `device`."""
+        return restore_agent(
+            path,
+            "awf",
+            lambda c: cls(
+                c["obs_dim"],
+                c["act_dim"],
+                CfgrlParams.model_validate(c["config"]["net"]),
+                AwfParams.model_validate(c["config"]["awf"]),
+            ),
+            device,
+        )
 
     @torch.no_grad()
     def sample_actions(self, obs: torch.Tensor, noise: torch.Tensor | None = None, generator=None):

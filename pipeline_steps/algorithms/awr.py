@@ -14,12 +14,14 @@ top 1%): the gradient-sparsity effect the paper argues guidance avoids.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, ensemble_mlp
-from pipeline_steps.config import AwrParams
+from pipeline_steps.core.checkpoints import restore_agent
+from pipeline_steps.core.params import AwrParams
 
 
 class GaussianPolicies(nn.Module):
@@ -96,6 +98,16 @@ class AWR(nn.Module):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.gradient_step(batch)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, device="cpu") -> AWR:
+        """The trained AWR policies (one per 1/beta) from their checkpoint, on `device`."""
+        return restore_agent(
+            path,
+            "awr",
+            lambda c: cls(c["obs_dim"], c["act_dim"], AwrParams.model_validate(c["config"])),
+            device,
+        )
 
     @torch.no_grad()
     def sample_actions(self, obs: torch.Tensor) -> torch.Tensor:

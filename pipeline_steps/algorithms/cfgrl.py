@@ -17,12 +17,14 @@ label dropout p) and t ~ U[0, 1]. Deviation: ||.||^2 is averaged over action dim
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, mlp
-from pipeline_steps.config import CfgrlParams
+from pipeline_steps.core.checkpoints import restore_agent
+from pipeline_steps.core.params import CfgrlParams
 
 # label indices of the embedding table
 NULL, POSITIVE, NEGATIVE = 0, 1, 2
@@ -140,6 +142,16 @@ class CFGRL(nn.Module):
         t2 = torch.full((len(obs2),), t, device=obs2.device)  # [2B]
         vel_uncond, vel_opt = self.velocity(obs2, x.repeat(2, 1), t2, label).chunk(2)  # [B, A] each
         return vel_uncond + w * (vel_opt - vel_uncond)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, device="cpu") -> CFGRL:
+        """A trained CFGRL policy from its checkpoint (ready for sample_actions at any w), on `device`."""
+        return restore_agent(
+            path,
+            "cfgrl",
+            lambda c: cls(c["obs_dim"], c["act_dim"], CfgrlParams.model_validate(c["config"])),
+            device,
+        )
 
     @torch.no_grad()
     def sample_actions(self, obs: torch.Tensor, w, noise: torch.Tensor | None = None, generator=None):

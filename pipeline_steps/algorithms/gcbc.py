@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, mlp
-from pipeline_steps.config import TrainGcParams
+from pipeline_steps.core.params import TrainGcParams
 
 
 class GaussianGCBC(nn.Module):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, ensemble_mlp, mlp, polyak_update
-from pipeline_steps.config import LabelParams
+from pipeline_steps.core.params import LabelParams
 
 
 class Critic(nn.Module):

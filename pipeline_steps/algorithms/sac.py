@@ -21,9 +21,9 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline_steps.algorithms.common import ensemble_mlp, mlp, polyak_update
-from pipeline_steps.config import CollectSource, SacBehaviour
-from pipeline_steps.data import Episode
-from pipeline_steps.envs import episode_seed, make_env
+from pipeline_steps.core.episodes import Episode
+from pipeline_steps.core.params import CollectSource, SacBehaviour
+from pipeline_steps.envs.dmc import episode_seed, make_env
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the usual SAC clip of the actor's log-std
 

@@ -1,7 +1,7 @@
 # every env side by side, across seeds (dvc.yaml: the aggregate stage, which depends on data/plots)
 rule aggregate:
     input:
-        code=["pipeline_steps/aggregate.py", "pipeline_steps/plot.py"],
+        code=code("aggregate"),
         plots=[f for env in ENVS for f in plot_outputs(env)],
         gc_plots=[f for env in GC_ENVS for f in gc_plot_outputs(env)],
         params=slices("aggregate", "envs", "gc_envs", "seeds"),
@@ -23,4 +23,4 @@ rule aggregate:
         mem_mb=2000,
         runtime=10,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.aggregate{params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.both.aggregate{params.args} > {log} 2>&1"

@@ -6,9 +6,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent))  # the repo root: pipeline_steps
 
-from pipeline_steps import params_slices, tracking
-from pipeline_steps.params_slices import dvc_commit
-from pipeline_steps.config import GC_ALGOS, ParamsError, load_params, parse_params
+from pipeline_steps.both import code_deps, params_slices
+from pipeline_steps.core import tracking
+from pipeline_steps.both.params_slices import dvc_commit
+from pipeline_steps.core.params import GC_ALGOS, ParamsError, load_params, parse_params
 
 # The params file the stage CLIs read: params.yaml, or the single --configfile given on the command line
 # (a complete params file, e.g. profiles/tiny2.yaml). Values given with --config would reach Snakemake
@@ -38,6 +39,15 @@ ENVS, SEEDS = P.envs, P.seeds
 THREADS = P.runtime.threads or 1
 
 
+# A rule's code inputs are its dvc.yaml stage's code deps: the files of the modules its stage CLI imports
+# (pipeline_steps/both/code_deps.py; tests/test_architecture.py checks dvc.yaml against the imports).
+CODE = code_deps.listed()
+
+
+def code(dvc_stage):
+    return CODE[dvc_stage]
+
+
 wildcard_constraints:
     env=r"[a-z][a-z0-9_]*(?:-[a-z0-9_]+)+",  # domain-task, or an OGBench <dataset>-singletask[-task<k>]
     seed=r"\d+",
@@ -49,7 +59,7 @@ onstart:
 
 
 # Params reach a job as files: the slices of the keys its dvc.yaml stage lists under params:
-# (pipeline_steps/params_slices.py), rewritten only when a value changes. An edited key's slice is then
+# (pipeline_steps/both/params_slices.py), rewritten only when a value changes. An edited key's slice is then
 # newer than the outputs of the jobs that read it, whichever driver made them (outputs made by DVC carry
 # no Snakemake metadata, so Snakemake's own params trigger would miss the edit). A dry run (or --dag)
 # writes nothing under data/: a changed or missing slice is shown as
@@ -134,7 +144,7 @@ def plot_outputs(env):
 
 # the goal-conditioned half (rules/gc.smk)
 GC_ENVS = P.gc_envs
-GC_ALGOS = list(GC_ALGOS)  # pipeline_steps.config.GC_ALGOS: the train_gc policies
+GC_ALGOS = list(GC_ALGOS)  # pipeline_steps.core.params.GC_ALGOS: the train_gc policies
 
 
 def gc_evaluate_outputs(env, seed):

@@ -1,23 +1,6 @@
 rule evaluate:
     input:
-        code=[
-            "pipeline_steps/evaluate.py",
-            "pipeline_steps/rollouts.py",
-            "pipeline_steps/config.py",
-            "pipeline_steps/data.py",
-            "pipeline_steps/envs.py",
-            "pipeline_steps/exorl_tasks.py",
-            "pipeline_steps/ogbench_tasks.py",
-            "pipeline_steps/gc_envs.py",
-            "pipeline_steps/train_cfgrl.py",
-            "pipeline_steps/train_awr.py",
-            "pipeline_steps/train_awf.py",
-            "pipeline_steps/training.py",
-            "pipeline_steps/algorithms/cfgrl.py",
-            "pipeline_steps/algorithms/awr.py",
-            "pipeline_steps/algorithms/awf.py",
-            "pipeline_steps/algorithms/common.py",
-        ],
+        code=code("evaluate"),
         dataset="data/dataset/{env}/minari",
         cfgrl="data/train_cfgrl/{env}/seed{seed}/policy.pt",
         awr="data/train_awr/{env}/seed{seed}/policies.pt",
@@ -38,5 +21,5 @@ rule evaluate:
         mem_mb=8000,
         runtime=120,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.evaluate --env {wildcards.env} --seed {wildcards.seed}"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.rl.evaluate --env {wildcards.env} --seed {wildcards.seed}"
         "{params.args} > {log} 2>&1"

@@ -9,12 +9,7 @@ wildcard_constraints:
 
 rule gc_dataset:
     input:
-        code=[
-            "pipeline_steps/gc_dataset.py",
-            "pipeline_steps/gc_envs.py",
-            "pipeline_steps/data.py",
-            "pipeline_steps/config.py",
-        ],
+        code=code("gc_dataset"),
         params=slices("gc_dataset@{gcenv}", "gc_dataset"),
     output:
         minari=directory("data/gc_dataset/{gcenv}/minari"),
@@ -31,21 +26,12 @@ rule gc_dataset:
         mem_mb=6000,
         runtime=180,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc_dataset --env {wildcards.gcenv}{params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc.dataset --env {wildcards.gcenv}{params.args} > {log} 2>&1"
 
 
 rule train_gc:
     input:
-        code=[
-            "pipeline_steps/train_gc.py",
-            "pipeline_steps/gc_envs.py",
-            "pipeline_steps/config.py",
-            "pipeline_steps/data.py",
-            "pipeline_steps/training.py",
-            "pipeline_steps/algorithms/gcfm.py",
-            "pipeline_steps/algorithms/gcbc.py",
-            "pipeline_steps/algorithms/common.py",
-        ],
+        code=code("train_gc"),
         dataset="data/gc_dataset/{gcenv}/minari",
         params=slices("train_gc@{gcenv}-{seed}-{algo}", "train_gc", "runtime"),
     output:
@@ -63,24 +49,13 @@ rule train_gc:
         mem_mb=6000,
         runtime=240,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.train_gc --env {wildcards.gcenv} --seed {wildcards.seed}"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc.train --env {wildcards.gcenv} --seed {wildcards.seed}"
         " --algo {wildcards.algo}{params.args} > {log} 2>&1"
 
 
 rule gc_evaluate:
     input:
-        code=[
-            "pipeline_steps/gc_evaluate.py",
-            "pipeline_steps/gc_envs.py",
-            "pipeline_steps/gc_dataset.py",
-            "pipeline_steps/evaluate.py",
-            "pipeline_steps/train_gc.py",
-            "pipeline_steps/config.py",
-            "pipeline_steps/training.py",
-            "pipeline_steps/algorithms/gcfm.py",
-            "pipeline_steps/algorithms/gcbc.py",
-            "pipeline_steps/algorithms/common.py",
-        ],
+        code=code("gc_evaluate"),
         policies=expand("data/train_gc/{{gcenv}}/{algo}/seed{{seed}}/policy.pt", algo=GC_ALGOS),
         params=slices("gc_evaluate@{gcenv}-{seed}", "gc_evaluate", "gc_dataset.generate.maze_noise", "runtime"),
     output:
@@ -96,14 +71,14 @@ rule gc_evaluate:
         mem_mb=8000,
         runtime=120,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc_evaluate --env {wildcards.gcenv} --seed {wildcards.seed}"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc.evaluate --env {wildcards.gcenv} --seed {wildcards.seed}"
         "{params.args} > {log} 2>&1"
 
 
 # dvc.yaml's gc_plot depends on the directory data/gc_evaluate/<env>: every seed's outputs
 rule gc_plot:
     input:
-        code=["pipeline_steps/gc_plot.py"],
+        code=code("gc_plot"),
         evaluate=lambda wc: [f for s in SEEDS for f in gc_evaluate_outputs(wc.gcenv, s)],
         params=slices("gc_plot@{gcenv}", "seeds", "gc_evaluate.trajectory_task"),
     output:
@@ -119,4 +94,4 @@ rule gc_plot:
         mem_mb=4000,
         runtime=30,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc_plot --env {wildcards.gcenv}{params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.gc.plot --env {wildcards.gcenv}{params.args} > {log} 2>&1"

@@ -1,13 +1,6 @@
 rule label:
     input:
-        code=[
-            "pipeline_steps/label.py",
-            "pipeline_steps/config.py",
-            "pipeline_steps/data.py",
-            "pipeline_steps/algorithms/iql.py",
-            "pipeline_steps/algorithms/common.py",
-            "pipeline_steps/training.py",
-        ],
+        code=code("label"),
         dataset="data/dataset/{env}/minari",
         params=slices("label@{env}-{seed}", "label", "runtime"),
     output:
@@ -26,5 +19,5 @@ rule label:
         mem_mb=6000,
         runtime=240,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.label --env {wildcards.env} --seed {wildcards.seed}"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.rl.label --env {wildcards.env} --seed {wildcards.seed}"
         "{params.args} > {log} 2>&1"

@@ -2,7 +2,7 @@
 # file the upstream stages write there, for every seed of params
 rule plot:
     input:
-        code=["pipeline_steps/plot.py"],
+        code=code("plot"),
         stats="data/dataset/{env}/stats.json",
         label=lambda wc: [f for s in SEEDS for f in label_outputs(wc.env, s)],
         train_cfgrl=lambda wc: [f for s in SEEDS for f in cfgrl_outputs(wc.env, s)],
@@ -23,4 +23,4 @@ rule plot:
         mem_mb=4000,
         runtime=30,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.plot --env {wildcards.env}{params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.rl.plot --env {wildcards.env}{params.args} > {log} 2>&1"

@@ -1,16 +1,7 @@
 # train_cfgrl's network keys reach this rule too (the velocity net is CFGRL's), as in dvc.yaml
 rule train_awf:
     input:
-        code=[
-            "pipeline_steps/train_awf.py",
-            "pipeline_steps/config.py",
-            "pipeline_steps/data.py",
-            "pipeline_steps/algorithms/awf.py",
-            "pipeline_steps/algorithms/awr.py",
-            "pipeline_steps/algorithms/cfgrl.py",
-            "pipeline_steps/algorithms/common.py",
-            "pipeline_steps/training.py",
-        ],
+        code=code("train_awf"),
         dataset="data/dataset/{env}/minari",
         labels="data/label/{env}/seed{seed}/labels.npz",
         params=slices(
@@ -35,5 +26,5 @@ rule train_awf:
         mem_mb=6000,
         runtime=240,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.train_awf --env {wildcards.env} --seed {wildcards.seed}"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.rl.train_awf --env {wildcards.env} --seed {wildcards.seed}"
         "{params.args} > {log} 2>&1"

@@ -1,19 +1,6 @@
 rule train_awr:
     input:
-        code=[
-            "pipeline_steps/train_awr.py",
-            "pipeline_steps/evaluate.py",
-            "pipeline_steps/rollouts.py",
-            "pipeline_steps/envs.py",
-            "pipeline_steps/exorl_tasks.py",
-            "pipeline_steps/ogbench_tasks.py",
-            "pipeline_steps/gc_envs.py",
-            "pipeline_steps/config.py",
-            "pipeline_steps/data.py",
-            "pipeline_steps/algorithms/awr.py",
-            "pipeline_steps/algorithms/common.py",
-            "pipeline_steps/training.py",
-        ],
+        code=code("train_awr"),
         dataset="data/dataset/{env}/minari",
         labels="data/label/{env}/seed{seed}/labels.npz",
         params=slices("train_awr@{env}-{seed}", "train_awr", "runtime"),
@@ -32,5 +19,5 @@ rule train_awr:
         mem_mb=6000,
         runtime=240,
     shell:
-        "OMP_NUM_THREADS={threads} python -m pipeline_steps.train_awr --env {wildcards.env} --seed {wildcards.seed}"
+        "OMP_NUM_THREADS={threads} python -m pipeline_steps.rl.train_awr --env {wildcards.env} --seed {wildcards.seed}"
         "{params.args} > {log} 2>&1"

@@ -1,0 +1,120 @@
+"""What every stage CLI shares: its typer options, its MLflow run and the logging set-up.
+
+A stage module holds a pure `run(...)` and a `main(...)` of a few lines:
+
+    def main(env: str = stage.ENV, seed: int = stage.SEED, params: Path = stage.PARAMS,
+             out: Path = stage.out_option("data/<stage>/<env>/seed<seed>")):
+        p = stage.load(params, env, seed)
+        out_dir = out or paths.<stage>_dir(env, seed)
+        stage.tracked("<stage>", p, out_dir, lambda: run(p, env, seed, ..., out_dir), env=env, seed=seed)
+
+    if __name__ == "__main__":
+        stage.cli(main)
+
+Stages of the common shapes take theirs from `per_env_main` (one job per env) or `labelled_main` (the
+training stages on the labelled dataset).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from pipeline_steps.core import paths, tracking
+from pipeline_steps.core.params import Params, ParamsError, load_params
+
+ENV = typer.Option(..., help="env name, one of params envs (e.g. walker-run)")
+SEED = typer.Option(..., help="training seed (must be in params seeds)")
+PARAMS = typer.Option(Path("params.yaml"), help="params file")
+
+
+def out_option(default: str):
+    """The --out option of a stage whose outputs default to `default`."""
+    return typer.Option(None, help=f"output dir (default {default})")
+
+
+def load(params_path: Path, env: str | None = None, seed: int | None = None) -> Params:
+    """Validated params, with the env and seed checked against the ones params declares."""
+    p = load_params(params_path)
+    if env is not None:
+        paths.check_env_seed(p, env, seed)
+    return p
+
+
+def load_gc(params_path: Path, env: str | None = None, seed: int | None = None) -> Params:
+    """`load` for the goal-conditioned stages: the env must be one of params gc_envs."""
+    p = load_params(params_path)
+    if env is not None:
+        paths.check_gc_env_seed(p, env, seed)
+    return p
+
+
+def section_dumps(p: Params, stage: str) -> dict:
+    """The params sections a stage reads (tracking.STAGE_SECTIONS), as its MLflow run logs them."""
+    return {
+        s: getattr(p, s).model_dump() if hasattr(getattr(p, s), "model_dump") else getattr(p, s)
+        for s in tracking.STAGE_SECTIONS[stage]
+    }
+
+
+def tracked(
+    stage: str, p: Params, out_dir: Path, body: Callable[[], object], env=None, seed=None, tags=None
+) -> None:
+    """Run body() as one MLflow run of `stage` (its params sections logged), then mirror out_dir into it."""
+    with tracking.stage_run(stage, section_dumps(p, stage), env=env, seed=seed, tags=tags) as run:
+        body()
+        run.mirror(out_dir)
+
+
+def per_env_main(name: str, run: Callable, out_dir_of: Callable[[str], Path], doc: str, gc: bool = False):
+    """The `main` of a stage with one job per env whose run is run(params, env, out_dir) (dataset, plot,
+    gc_dataset): outputs in out_dir_of(env) unless --out; `gc` stages take their env from gc_envs."""
+
+    def main(
+        env: str = ENV,
+        params: Path = PARAMS,
+        out: Path = out_option(str(out_dir_of("<env>"))),
+    ):
+        p = (load_gc if gc else load)(params, env)
+        out_dir = out or out_dir_of(env)
+        tracked(name, p, out_dir, lambda: run(p, env, out_dir), env=env)
+
+    main.__doc__ = doc
+    return main
+
+
+def labelled_main(name: str, run: Callable, out_dir_of: Callable[[str, int], Path], doc: str):
+    """The `main` of a training stage on the labelled dataset (train_cfgrl, train_awr, train_awf):
+    run(params, env, seed, dataset_root, labels_path, out_dir), outputs in out_dir_of(env, seed)."""
+
+    def main(
+        env: str = ENV,
+        seed: int = SEED,
+        params: Path = PARAMS,
+        out: Path = out_option(str(out_dir_of("<env>", "<seed>"))),
+    ):
+        p = load(params, env, seed)
+        out_dir = out or out_dir_of(env, seed)
+        labels = paths.label_dir(env, seed) / "labels.npz"
+        body = lambda: run(p, env, seed, paths.dataset_root(env), labels, out_dir)  # noqa: E731
+        tracked(name, p, out_dir, body, env=env, seed=seed)
+
+    main.__doc__ = doc
+    return main
+
+
+def cli(main: Callable) -> None:
+    """The `python -m pipeline_steps.<stage>` entry point: INFO logging, then typer. A params error is
+    the list of bad keys and values on stderr and exit status 2, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("absl", "OpenGL"):  # dm_control's renderer set-up notes, on every import
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        typer.run(main)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
