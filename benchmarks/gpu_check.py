@@ -9,7 +9,7 @@ Prints, within a wall-clock budget (default 420 s; it skips what would not fit a
      sampled on the device from 1M transitions, logging, resume checkpoints) on the GPU;
   3. the projected wall time of one paper-profile env x seed: (critic + CFGRL + AWR + AWF) x 1M steps.
 
-On the device machine (see benchmarks/README.md; pydantic travels as wheels, nothing else is needed):
+On the device machine (see docs/gpu.md; pydantic travels as wheels, nothing else is needed):
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py
 Here (CPU only, a smoke run of the same code): .venv/bin/python benchmarks/gpu_check.py --quick
 """

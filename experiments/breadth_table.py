@@ -25,9 +25,9 @@ import pandas as pd  # noqa: E402
 
 from pipeline_steps.both.aggregate import fmt, summarize_env, sweep_markdown  # noqa: E402
 from pipeline_steps.core import paths  # noqa: E402
+from pipeline_steps.core.figures import draw_return_vs_w, metric  # noqa: E402
 from pipeline_steps.core.params import load_params  # noqa: E402
 from pipeline_steps.envs.names import is_singletask  # noqa: E402
-from pipeline_steps.rl.plot import draw_return_vs_w, metric  # noqa: E402
 
 # method.md §6 (Table 1, ExORL RND data, return, 4 seeds) and §9 (Table 2, OGBench, success %, 4 seeds)
 PAPER = {  # task: (AWR, CFGRL)

@@ -30,7 +30,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
 
 def broken_copy(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
     """pipeline_steps/, pyproject.toml and dvc.yaml copied to tmp_path, with `edits` (file: (old, new)
-    text, old must occur) applied."""
+    text, old must occur; old None: a new file of text new) applied."""
     shutil.copytree(
         REPO / "pipeline_steps", tmp_path / "pipeline_steps", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -38,6 +38,10 @@ def broken_copy(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
         shutil.copy(REPO / f, tmp_path / f)
     for f, (old, new) in edits.items():
         path = tmp_path / f
+        if old is None:  # a new file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new)
+            continue
         text = path.read_text()
         assert old in text, (f, old)
         path.write_text(text.replace(old, new, 1))
@@ -47,7 +51,7 @@ def broken_copy(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
 def test_architecture_contract_holds():
     proc = lint_imports(REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 kept, 0 broken" in proc.stdout
+    assert "4 kept, 0 broken" in proc.stdout  # every contract of pyproject.toml
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,21 @@ def test_architecture_contract_holds():
             "layers: stages (rl | gc | both) > datasets > algorithms > core > envs BROKEN",
             id="core-imports-algorithm",
         ),
+        pytest.param(  # the env-name rules reaching for an env module (names must stay a leaf)
+            {
+                "pipeline_steps/envs/names.py": (
+                    "import re\n",
+                    "import re\n\nfrom pipeline_steps.envs import ogbench_gc  # noqa\n",
+                )
+            },
+            "envs: the env-name rules (names) are a leaf BROKEN",
+            id="names-not-a-leaf",
+        ),
+        pytest.param(  # a new package outside the layers
+            {"pipeline_steps/extras/__init__.py": (None, "")},
+            "layers: stages (rl | gc | both) > datasets > algorithms > core > envs BROKEN",
+            id="package-outside-the-layers",
+        ),
     ],
 )
 def test_architecture_contract_fails_on_a_broken_copy(tmp_path, edits, broken):
@@ -92,6 +111,8 @@ def test_architecture_contract_fails_on_a_broken_copy(tmp_path, edits, broken):
 
 
 def test_dvc_code_deps_are_the_stage_imports():
+    stages = code_deps.stage_modules()
+    assert len(stages) == 14 and set(stages) == set(code_deps.listed())  # every stage of dvc.yaml checked
     assert code_deps.differences() == {}, "run: python -m pipeline_steps.both.code_deps --write"
 
 
@@ -164,15 +185,18 @@ def test_deps_check_fails_on_a_missing_dep_and_on_an_unused_one(tmp_path):
 
 
 def test_snakemake_rules_read_their_code_deps_from_dvc_yaml():
-    rules = "".join(
-        p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk") if p.name != "common.smk"
-    )
+    import re
+
+    rules = {}
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
+            name = re.match(r"rule (\w+):", block).group(1)
+            rules[name] = block
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for stage in stages:
-        if stage == "params":  # a DVC stage only: Snakemake writes the slices when it builds its DAG
-            continue
-        assert f'code=code("{stage}")' in rules, stage
-    assert "pipeline_steps/" not in rules.replace("pipeline_steps.", "")  # no hand-written code list
+    assert set(rules) == set(stages) - {"params"}  # params: DVC only (Snakemake writes the slices itself)
+    for name, block in rules.items():
+        assert re.findall(r"code=code\(\"(\w+)\"\)", block) == [name], name
+        assert "pipeline_steps/" not in block  # no hand-written code list
 
 
 def _md5(path: Path) -> str:
@@ -188,6 +212,7 @@ def test_committed_dvc_lock_has_the_code_of_the_tree():
     stale, wrong_set = [], []
     for name, entry in lock.items():
         base = name.split("@")[0]
+        assert base in listed, f"dvc.lock records a stage dvc.yaml does not have: {name}"
         code = {d["path"]: d["md5"] for d in entry.get("deps", []) if d["path"].startswith("pipeline_steps/")}
         stale += [
             f"{name}: {p}" for p, md5 in code.items() if not (REPO / p).is_file() or _md5(REPO / p) != md5

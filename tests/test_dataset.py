@@ -147,6 +147,23 @@ def test_exorl_end_to_end(tmp_path, http_server, walker_exorl_episodes):
     assert "walker-walk" in str(find_dataset_dir(out_walk / "minari"))
 
 
+def test_a_failure_while_writing_the_dataset_leaves_no_output(
+    tmp_path, http_server, walker_exorl_episodes, monkeypatch
+):
+    import minari
+
+    http_server.routes[ZIP_PATH] = ("ok", exorl_zip([short(walker_exorl_episodes[0], 20)]))
+    out = tmp_path / "out"
+
+    def fail(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        dataset.run(exorl_params(tmp_path, http_server), "walker-run", out)
+    assert not list(out.iterdir())  # no stats.json, no minari/, no minari.tmp/
+
+
 def test_exorl_max_episodes_and_leading_directory(tmp_path, http_server, walker_exorl_episodes):
     """Members may sit under a leading directory; max_episodes keeps the lowest episode indices."""
     src = [short(ep, 50) for ep in walker_exorl_episodes] + [short(walker_exorl_episodes[1], 30)]

@@ -32,7 +32,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline_steps.core import paths, stage  # noqa: E402
 from pipeline_steps.core.figures import draw_return_vs_w, metric  # noqa: E402
-from pipeline_steps.core.io import atomic_output, clear_outputs, write_csv_atomic, write_json_atomic  # noqa: E402  # noqa: E402
+from pipeline_steps.core.io import atomic_output, clear_outputs, write_csv_atomic, write_json_atomic  # noqa: E402
 from pipeline_steps.core.params import Params  # noqa: E402
 
 log = logging.getLogger(__name__)

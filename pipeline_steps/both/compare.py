@@ -6,7 +6,7 @@ directories (data/aggregate/ after `make repro`; docs/results/make_repro/ is the
 and says per setting whether the two agree:
   identical    the same number (a rerun on the same CPU type and thread count is bit-reproducible)
   agree        different numbers whose 95% intervals overlap (what a rerun on another CPU type gives:
-               float rounding changes the trajectories; README, "What is bit-reproducible")
+               float rounding changes the trajectories; docs/reliability.md, "What is bit-reproducible")
   DIFFERS      intervals that do not overlap: look at this setting
   no interval  different numbers, and one side has no interval (a single episode or seed)
 and lists the settings only one side has. With --strict the exit status is 1 when any setting DIFFERS.

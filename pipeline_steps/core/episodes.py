@@ -150,22 +150,23 @@ def write_minari(
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    env = make_env(env_name) if gym_id is None else None
-    gym_id = gym_id or env_id(env_name)
-    buffers = [
-        EpisodeBuffer(
-            id=i,
-            seed=ep.seed,
-            observations=ep.observations.astype(np.float32),
-            actions=ep.actions.astype(np.float32),
-            rewards=ep.rewards.astype(np.float64),
-            terminations=ep.terminations.astype(bool),
-            truncations=ep.truncations.astype(bool),
-            infos=episode_infos(ep),
-        )
-        for i, ep in enumerate(episodes)
-    ]
+    env = None
     try:
+        env = make_env(env_name) if gym_id is None else None
+        gym_id = gym_id or env_id(env_name)
+        buffers = [
+            EpisodeBuffer(
+                id=i,
+                seed=ep.seed,
+                observations=ep.observations.astype(np.float32),
+                actions=ep.actions.astype(np.float32),
+                rewards=ep.rewards.astype(np.float64),
+                terminations=ep.terminations.astype(bool),
+                truncations=ep.truncations.astype(bool),
+                infos=episode_infos(ep),
+            )
+            for i, ep in enumerate(episodes)
+        ]
         with _minari_root(tmp), warnings.catch_warnings():
             # Minari asks for contact metadata a locally made dataset does not have (a commit link would
             # change the dataset's bytes, and so its DVC hash, at every commit)

@@ -11,8 +11,8 @@ A stage module holds a pure `run(...)` and a `main(...)` of a few lines:
     if __name__ == "__main__":
         stage.cli(main)
 
-Stages of the common shapes take theirs from `per_env_main` (one job per env) or `labelled_main` (the
-training stages on the labelled dataset).
+Stages of the common shapes take theirs from core/stage_shapes.py (which, unlike this module, is a code
+dep of the stages using it: it chooses what they read and write).
 """
 
 from __future__ import annotations
@@ -70,46 +70,9 @@ def tracked(
         run.mirror(out_dir)
 
 
-def per_env_main(name: str, run: Callable, out_dir_of: Callable[[str], Path], doc: str, gc: bool = False):
-    """The `main` of a stage with one job per env whose run is run(params, env, out_dir) (dataset, plot,
-    gc_dataset): outputs in out_dir_of(env) unless --out; `gc` stages take their env from gc_envs."""
-
-    def main(
-        env: str = ENV,
-        params: Path = PARAMS,
-        out: Path = out_option(str(out_dir_of("<env>"))),
-    ):
-        p = (load_gc if gc else load)(params, env)
-        out_dir = out or out_dir_of(env)
-        tracked(name, p, out_dir, lambda: run(p, env, out_dir), env=env)
-
-    main.__doc__ = doc
-    return main
-
-
-def labelled_main(name: str, run: Callable, out_dir_of: Callable[[str, int], Path], doc: str):
-    """The `main` of a training stage on the labelled dataset (train_cfgrl, train_awr, train_awf):
-    run(params, env, seed, dataset_root, labels_path, out_dir), outputs in out_dir_of(env, seed)."""
-
-    def main(
-        env: str = ENV,
-        seed: int = SEED,
-        params: Path = PARAMS,
-        out: Path = out_option(str(out_dir_of("<env>", "<seed>"))),
-    ):
-        p = load(params, env, seed)
-        out_dir = out or out_dir_of(env, seed)
-        labels = paths.label_dir(env, seed) / "labels.npz"
-        body = lambda: run(p, env, seed, paths.dataset_root(env), labels, out_dir)  # noqa: E731
-        tracked(name, p, out_dir, body, env=env, seed=seed)
-
-    main.__doc__ = doc
-    return main
-
-
 def cli(main: Callable) -> None:
-    """The `python -m pipeline_steps.<stage>` entry point: INFO logging, then typer. A params error is
-    the list of bad keys and values on stderr and exit status 2, not a traceback."""
+    """The `python -m pipeline_steps.<rl|gc|both>.<stage>` entry point: INFO logging, then typer. A params
+    error is the list of bad keys and values on stderr and exit status 2, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("absl", "OpenGL"):  # dm_control's renderer set-up notes, on every import
         logging.getLogger(noisy).setLevel(logging.WARNING)

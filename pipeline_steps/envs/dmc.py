@@ -29,10 +29,7 @@ qvel(9) -> 18), so a dataset can relabel rewards for another task of the same do
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
-
-os.environ.setdefault("MUJOCO_GL", "egl")  # nothing renders; keep dm_control from looking for a display
 
 import gymnasium as gym
 import numpy as np

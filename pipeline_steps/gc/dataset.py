@@ -13,7 +13,7 @@ Outputs, data/gc_dataset/<env>/:
   ogbench/<name>-v0.npz        the same data in OGBench's format (and `-val.npz`, 1/10 of the
                                episodes), read unchanged by `ogbench.load_dataset` and
                                `ogbench.make_env_and_datasets(..., dataset_path=...)`
-  stats.json                   size, generation speed, the data policy's success rate (DVC metrics)
+  stats.json                   size and generation speed (DVC metrics)
 
 OGBench's recipes: datasets/ogbench.py. params.yaml's defaults are smaller (CPU budget): see its comments.
 """
@@ -25,10 +25,10 @@ import shutil
 import time
 from pathlib import Path
 
-from pipeline_steps.core import paths, stage
+from pipeline_steps.core import paths, stage, stage_shapes
 from pipeline_steps.core.episodes import write_minari
 from pipeline_steps.core.io import remove_tree, write_json_atomic
-from pipeline_steps.core.params import Params
+from pipeline_steps.core.params import GcDatasetParams, Params
 from pipeline_steps.datasets.ogbench import download_files, generate, to_ogbench, write_npz_atomic
 from pipeline_steps.envs import ogbench_gc
 
@@ -39,12 +39,21 @@ log = logging.getLogger(__name__)
 # stage
 # --------------------------------------------------------------------------------------------
 def run(params: Params, name: str, out_dir: Path) -> dict:
-    """Build `name`'s dataset into out_dir (minari/, ogbench/, stats.json); return its statistics."""
-    cfg = params.gc_dataset
+    """Build `name`'s dataset into out_dir (minari/, ogbench/, stats.json); return its statistics. The
+    previous outputs are removed first, and a run that fails leaves none of its own."""
     out_dir = Path(out_dir)
     (out_dir / "stats.json").unlink(missing_ok=True)
     for sub in ("minari", "ogbench"):
         remove_tree(out_dir / sub)
+    try:
+        return build(params.gc_dataset, name, out_dir)
+    except BaseException:
+        (out_dir / "stats.json").unlink(missing_ok=True)
+        remove_tree(out_dir / "ogbench")  # (write_minari leaves no minari/ behind when it fails)
+        raise
+
+
+def build(cfg: GcDatasetParams, name: str, out_dir: Path) -> dict:
     start = time.perf_counter()
     ogb_dir = out_dir / "ogbench"
     fname = ogbench_gc.dataset_name(name)
@@ -71,24 +80,19 @@ def run(params: Params, name: str, out_dir: Path) -> dict:
         "source": cfg.source,
     }
     write_json_atomic(stats, out_dir / "stats.json")
-    try:
-        write_minari(  # last: what train_gc reads
-            train,
-            name,
-            cfg.source,
-            out_dir / "minari",
-            description=f"OGBench {fname} ({cfg.source})",
-            gym_id=ogbench_gc.gym_id(name),
-        )
-    except BaseException:  # a failed run leaves no output
-        (out_dir / "stats.json").unlink(missing_ok=True)
-        remove_tree(out_dir / "ogbench")
-        raise
+    write_minari(  # last: what train_gc reads
+        train,
+        name,
+        cfg.source,
+        out_dir / "minari",
+        description=f"OGBench {fname} ({cfg.source})",
+        gym_id=ogbench_gc.gym_id(name),
+    )
     log.info("%s: %s", name, stats)
     return stats
 
 
-main = stage.per_env_main(
+main = stage_shapes.per_env_main(
     "gc_dataset", run, paths.gc_dataset_dir, "Build the OGBench dataset of one goal-conditioned env.", gc=True
 )
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_steps.core import paths, stage
+from pipeline_steps.core import paths, stage, stage_shapes
 from pipeline_steps.core.episodes import Episode, dataset_stats, write_minari
 from pipeline_steps.core.io import remove_tree, write_json_atomic
 from pipeline_steps.core.params import Params
@@ -78,7 +78,7 @@ def run(params: Params, env_name: str, out_dir: Path) -> dict:
     return stats
 
 
-main = stage.per_env_main("dataset", run, paths.dataset_dir, "Build the offline dataset of one env.")
+main = stage_shapes.per_env_main("dataset", run, paths.dataset_dir, "Build the offline dataset of one env.")
 
 if __name__ == "__main__":
     stage.cli(main)

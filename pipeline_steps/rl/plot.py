@@ -33,7 +33,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
-from pipeline_steps.core import paths, stage  # noqa: E402
+from pipeline_steps.core import paths, stage, stage_shapes  # noqa: E402
 from pipeline_steps.core.figures import draw_return_vs_w, metric, save  # noqa: E402
 from pipeline_steps.core.io import clear_outputs, write_csv_atomic  # noqa: E402
 from pipeline_steps.core.params import Params  # noqa: E402
@@ -336,7 +336,9 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
     return res
 
 
-main = stage.per_env_main("plot", run, paths.plots_dir, "Draw the figures of one env from the stage outputs.")
+main = stage_shapes.per_env_main(
+    "plot", run, paths.plots_dir, "Draw the figures of one env from the stage outputs."
+)
 
 if __name__ == "__main__":
     stage.cli(main)

@@ -6,8 +6,8 @@ return in that seed's evaluate/summary.csv).
 MuJoCo renders through MUJOCO_GL (egl by default here; osmesa works too). Whether it can is probed in
 a child process first (a missing GL library can crash the process that tries): if it cannot, or
 params render.enabled is false, the stage writes render.json with the reason, logs it and exits 0
-(the pipeline goes on; after installing the libraries the README names, `dvc repro --force render@<env>`
-renders).
+(the pipeline goes on; after installing the libraries docs/pipeline.md names (Rendering),
+`dvc repro --force render@<env>` renders).
 
 Writes to data/render/<env>/:
   frames.png   rows: the four policies (with their return); columns: frames evenly spaced in time
@@ -66,7 +66,7 @@ def render_unavailable(timeout: float = 120.0) -> str | None:
     last = lines[-1] if lines else f"exit status {proc.returncode}"
     return (
         f"MUJOCO_GL={backend}: MuJoCo cannot render offscreen here ({last}); install EGL or OSMesa "
-        "(README, 'Rendering') and set MUJOCO_GL=egl or osmesa"
+        "(docs/pipeline.md, 'Rendering') and set MUJOCO_GL=egl or osmesa"
     )
 
 

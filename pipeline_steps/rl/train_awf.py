@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from pipeline_steps.algorithms.awf import AWF
-from pipeline_steps.core import paths, stage
+from pipeline_steps.core import paths, stage, stage_shapes
 from pipeline_steps.core.params import Params
 from pipeline_steps.core.training import TrainingStage, final_metrics, labelled_tensors
 
@@ -45,7 +45,7 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     return metrics
 
 
-main = stage.labelled_main(
+main = stage_shapes.labelled_main(
     "train_awf", run, paths.awf_dir, "Train the advantage-weighted flow baselines, one per 1/beta."
 )
 

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from pipeline_steps.algorithms.awr import AWR
-from pipeline_steps.core import paths, stage
+from pipeline_steps.core import paths, stage, stage_shapes
 from pipeline_steps.core.params import Params
 from pipeline_steps.core.rollouts import awr_probe
 from pipeline_steps.core.training import TrainingStage, final_metrics, labelled_tensors
@@ -34,7 +34,7 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     return metrics
 
 
-main = stage.labelled_main("train_awr", run, paths.awr_dir, "Train the AWR baselines, one per 1/beta.")
+main = stage_shapes.labelled_main("train_awr", run, paths.awr_dir, "Train the AWR baselines, one per 1/beta.")
 
 if __name__ == "__main__":
     stage.cli(main)

@@ -15,7 +15,7 @@ import torch
 
 from pipeline_steps.algorithms.awr import weight_concentration
 from pipeline_steps.algorithms.cfgrl import CFGRL
-from pipeline_steps.core import paths, stage
+from pipeline_steps.core import paths, stage, stage_shapes
 from pipeline_steps.core.params import CfgrlParams, Params
 from pipeline_steps.core.rollouts import cfgrl_probe
 from pipeline_steps.core.training import TrainingStage, labelled_tensors
@@ -56,7 +56,7 @@ def run(params: Params, env: str, seed: int, dataset_root: Path, labels_path: Pa
     return metrics
 
 
-main = stage.labelled_main("train_cfgrl", run, paths.cfgrl_dir, "Train the CFGRL flow policy.")
+main = stage_shapes.labelled_main("train_cfgrl", run, paths.cfgrl_dir, "Train the CFGRL flow policy.")
 
 if __name__ == "__main__":
     stage.cli(main)

@@ -2,7 +2,7 @@
 # An MLflow tracking server with MLflow's authentication app (basic auth): every request needs a user
 # name and password, so nobody else on the network can read, overwrite or delete runs.
 #   MLFLOW_ADMIN_PASSWORD=...  workflow/mlflow/server.sh            # 127.0.0.1:5000 (reach it by SSH tunnel)
-#   MLFLOW_ADMIN_PASSWORD=...  HOST=0.0.0.0 workflow/mlflow/server.sh  # for jobs on other nodes (README)
+#   MLFLOW_ADMIN_PASSWORD=...  HOST=0.0.0.0 workflow/mlflow/server.sh  # for jobs on other nodes (docs/tracking.md)
 # The store is ./mlflow.db and ./mlartifacts (STORE_DIR overrides ./); the users DB is
 # .mlflow_auth/users.db there (with the server's secret key). The admin password only seeds the admin user when that DB is created.
 set -euo pipefail
