@@ -208,6 +208,17 @@ def test_render_stage_says_why_it_skipped(tiny_repo, tmp_path, monkeypatch, capl
     assert render.run(off, "cheetah-run", 0, *args)["reason"] == "params render.enabled is false"
 
 
+def test_the_readme_way_runs_dvc_and_its_stages_from_a_clean_path(tiny_repo):
+    """README: `. .venv/bin/activate`, then dvc (and the stages' `python`) are the project's, whatever
+    the shell's PATH had; here from a PATH with no venv on it."""
+    activate = Path(sys.executable).parent / "activate"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "CFGRL_TRACKING": "0", "MUJOCO_GL": "egl"}
+    script = f". {activate} && dvc repro --force --single-item params && dvc status --quiet && echo ok"
+    proc = subprocess.run(["bash", "-c", script], cwd=tiny_repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "params slices unchanged" in proc.stdout and proc.stdout.rstrip().endswith("ok")
+
+
 def test_second_repro_does_nothing(tiny_repo):
     out = _run(["dvc", "repro"], tiny_repo).stdout
     assert _ran_stages(out) == [], out

@@ -2,8 +2,9 @@
 
 Both drivers decide what to rerun from these files, so a params edit reruns exactly the affected jobs
 whichever driver made the outputs:
-  - DVC: its `params` stage writes them (outs with `persist: true`, so an unchanged file keeps its
-    content and mtime) and every stage lists the slices of its `params:` keys as deps;
+  - DVC: its `params` stage writes them (outs with `persist: true` and `cache: false`, so DVC neither
+    deletes nor re-links them: an unchanged file keeps its content and mtime, however often the stage
+    runs) and every stage lists the slices of its `params:` keys as deps;
   - Snakemake: the Snakefile writes them when it is parsed and every rule takes the same slices as
     inputs, so an edited key makes its slice newer than the outputs of the jobs that read it. Outputs
     made by DVC carry no Snakemake metadata, but they do have mtimes: that is all this needs.
