@@ -58,9 +58,19 @@ def test_missing_key_is_rejected_naming_it(key):
 
 # (dotted key, bad value, substrings the message must contain)
 BAD_VALUES = [
-    ("envz", ["walker-run"], ["envz", "unknown key", "['walker-run']"]),
-    ("dataset.colect", {"transitions": 10}, ["dataset.colect", "unknown key", "{'transitions': 10}"]),
-    ("dataset.collect.correlated.thetta", 0.5, ["dataset.collect.correlated.thetta", "unknown key", "0.5"]),
+    ("envz", ["walker-run"], ["envz", "unknown key", "['walker-run']", "closest: envs"]),
+    (
+        "dataset.colect",
+        {"transitions": 10},
+        ["dataset.colect", "unknown key", "{'transitions': 10}", "closest: collect"],
+    ),
+    (
+        "dataset.collect.correlated.thetta",
+        0.5,
+        ["dataset.collect.correlated.thetta", "unknown key", "0.5", "closest: theta"],
+    ),
+    ("train_cfgrl.step", 10, ["train_cfgrl.step", "unknown key", "closest: steps"]),
+    ("dataset.collect.transitions", "2.5e4", ["dataset.collect.transitions", "'2.5e4'", "write 25000"]),
     ("dataset.collect.transitions", "many", ["dataset.collect.transitions", "'many'", "valid integer"]),
     ("dataset.collect.transitions", 1000.0, ["dataset.collect.transitions", "1000.0"]),
     ("dataset.collect.transitions", True, ["dataset.collect.transitions", "True"]),  # no bool -> int
@@ -172,7 +182,7 @@ def test_yaml_pitfall_exponent_without_dot_is_an_error_not_a_string(tmp_path):
     assert "lr: 3e-4" in text
     path = tmp_path / "params.yaml"
     path.write_text(text)
-    with pytest.raises(ParamsError, match=r"dataset\.collect\.sac\.lr = '3e-4'"):
+    with pytest.raises(ParamsError, match=r"dataset\.collect\.sac\.lr = '3e-4'.*write 0\.0003"):
         load_params(path)
 
 

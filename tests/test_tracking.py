@@ -50,6 +50,7 @@ def test_stage_run_mirrors_outputs(stage_dir, tmp_path):
     assert r.status == "FINISHED"
     assert (r["tags.stage"], r["tags.env"], r["tags.seed"]) == ("label", "walker-run", "3")
     assert r["tags.dvc_exp_name"] == "exp-test" and r["tags.git_commit"]
+    assert r["tags.mlflow.runName"] == "label-walker-run-seed3 [exp-test]"
     assert r["params.label.steps"] == "100" and r["params.label.hidden"] == "[8, 8]"
     assert r["metrics.positive_frac"] == 0.25 and r["metrics.timing.ms"] == 7.5
     history = mlflow.MlflowClient().get_metric_history(r.run_id, "critic/loss")
@@ -59,6 +60,15 @@ def test_stage_run_mirrors_outputs(stage_dir, tmp_path):
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts next to the DB, not in the cwd-dependent default
     exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's model-training view
+
+
+def test_run_names_tell_the_algorithms_of_one_seed_apart(stage_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME")
+    for algo in ("cfgrl", "flow_gcbc", "gcbc"):
+        with tracking.stage_run("train_gc", {}, env="pointmaze-medium-navigate", seed=0, tags={"algo": algo}):
+            pass
+    names = set(_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")["tags.mlflow.runName"])
+    assert names == {f"train_gc-{a}-pointmaze-medium-navigate-seed0" for a in ("cfgrl", "flow_gcbc", "gcbc")}
 
 
 def test_training_rows_stream_to_the_run_while_the_stage_runs(stage_dir, tmp_path):

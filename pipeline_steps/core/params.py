@@ -7,6 +7,7 @@ documentation of `params.yaml` (whose comments say the same in one line each).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from pipeline_steps.envs.names import (
     can_generate,
     check_env_name,
     check_gc_env_name,
+    closest,
     is_singletask,
     split_singletask_name,
 )
@@ -409,13 +411,37 @@ class Params(_Strict):
         return self
 
 
+def _keys_beside(loc: tuple) -> list[str]:
+    """The valid keys of the section that holds loc's last key (e.g. loc dataset.colect -> dataset's)."""
+    model = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+# what PyYAML (YAML 1.1) reads as a string though a user meant a number: an exponent without a dot
+_NUMBER_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _format_errors(err: ValidationError, path: str) -> str:
     lines = [f"{path}: {err.error_count()} invalid value(s)"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<top level>"
         value = e.get("input")
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key} = {value!r}: unknown key")
+            lines.append(
+                f"  {key} = {value!r}: unknown key; {closest(str(e['loc'][-1]), _keys_beside(e['loc']))}"
+            )
+        elif isinstance(value, str) and _NUMBER_TEXT.match(value):
+            number = float(value)
+            example = f"{int(number)}" if number.is_integer() else f"{number!r}"
+            lines.append(
+                f"  {key} = {value!r}: {e['msg']} (YAML reads a number with an exponent but no dot as text: "
+                f"write {example})"
+            )
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         elif not e["loc"]:  # a check across sections: its message names the keys

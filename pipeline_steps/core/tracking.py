@@ -185,6 +185,15 @@ def log_step(row: dict) -> None:
         _ACTIVE[-1].log_step(row)
 
 
+def run_name(stage: str, env: str | None, seed: int | None, tags: dict) -> str:
+    """'train_gc-flow_gcbc-pointmaze-medium-navigate-seed0', with ' [<exp>]' inside a DVC experiment: the
+    stage, its algorithm (tags['algo'], where one stage trains several), env and seed, so runs of one
+    seed are told apart in MLflow's run list."""
+    parts = (stage, tags.get("algo"), env, None if seed is None else f"seed{seed}")
+    name = "-".join(str(x) for x in parts if x is not None)
+    return f"{name} [{tags['dvc_exp_name']}]" if tags.get("dvc_exp_name") else name
+
+
 @contextlib.contextmanager
 def stage_run(
     stage: str, params: dict, env: str | None = None, seed: int | None = None, tags: dict | None = None
@@ -212,10 +221,7 @@ def stage_run(
             ):
                 if os.environ.get(var):
                     tags[tag] = os.environ[var]
-            name = "-".join(
-                str(x) for x in (stage, env, None if seed is None else f"seed{seed}") if x is not None
-            )
-            mlflow.start_run(run_name=name, tags=tags)
+            mlflow.start_run(run_name=run_name(stage, env, seed, tags), tags=tags)
             mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params).items()})
             run = _Run(mlflow)
         except Exception as err:  # noqa: BLE001
