@@ -317,3 +317,18 @@ def test_eval_every_must_fall_on_log_rows():
         ParamsError, match=f"eval_every {CFGRL_LOG + 1} must be a multiple of log_every {CFGRL_LOG}"
     ):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_stage_logs_leave_out_torch_compiles_script_method_deprecation(quiet):
+    """torch.compile calls torch.jit.script_method, deprecated, where warnings are shown
+    (PYTHONWARNINGS=default): a stage's log leaves it out (and, as a control, it is there without)."""
+    code = (
+        "import torch\nfrom pipeline_steps.core import stage\n"
+        + ("stage.quiet_library_warnings()\n" if quiet else "")
+        + "try:\n    torch.jit.script_method(lambda self: 1)\nexcept Exception:\n    pass\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "default::DeprecationWarning", "-c", code], capture_output=True, text=True
+    )
+    assert ("script_method" in proc.stderr) is not quiet, proc.stderr

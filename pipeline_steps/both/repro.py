@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import typer
@@ -74,13 +76,45 @@ DVC_HINTS = (
 )
 
 
+PROGRESS_EVERY = 30.0  # seconds between two progress lines of one `dvc repro` process
+_PRINT = threading.Lock()  # one whole line at a time, whichever process it comes from
+
+
+def output_lines(stream, every: float = PROGRESS_EVERY, clock=time.monotonic):
+    """The lines of a process's merged stdout / stderr, each whole: a progress bar's redraws (text ended
+    by a carriage return, as tqdm writes them) become lines of their own, at most one per `every`
+    seconds (and its last one), so the bars of processes side by side never share a line."""
+    buf, last_shown, pending = b"", -float("inf"), None
+    while chunk := stream.read1(1 << 16) if hasattr(stream, "read1") else stream.read(1 << 16):
+        buf += chunk
+        while (cut := min((i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0), default=-1)) >= 0:
+            text, sep, buf = buf[:cut].decode(errors="replace"), buf[cut : cut + 1], buf[cut + 1 :]
+            if sep == b"\r":  # a redraw: shown now if due, else kept in case it is the bar's last one
+                if text.strip() and clock() - last_shown >= every:
+                    last_shown, pending = clock(), None
+                    yield text
+                elif text.strip():
+                    pending = text
+                continue
+            if pending is not None and not text.strip():
+                yield pending  # the bar closed with its final redraw
+            pending = None
+            yield text
+    if pending is not None:
+        yield pending
+    if buf:
+        yield buf.decode(errors="replace")
+
+
 def dvc_repro(args: list[str]) -> int:
-    """`dvc repro args`, its stdout passed on line by line without DVC's git hints (and blank lines)."""
+    """`dvc repro args`, its output passed on line by line (progress bars as whole lines, at most one per
+    PROGRESS_EVERY seconds) without DVC's git hints (and blank lines)."""
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *args]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
-        for line in proc.stdout:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for line in output_lines(proc.stdout):
             if line.strip() and not line.startswith(DVC_HINTS):
-                print(line, end="", flush=True)
+                with _PRINT:
+                    print(line, flush=True)
     return proc.returncode
 
 

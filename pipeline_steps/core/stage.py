@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,10 +71,18 @@ def tracked(
         run.mirror(out_dir)
 
 
+def quiet_library_warnings() -> None:
+    """Leave out what a stage's log should not repeat: torch.compile's start-up calls the deprecated
+    torch.jit.script_method internally (14 DeprecationWarnings per training stage where warnings are
+    shown, e.g. PYTHONWARNINGS=default), which says nothing about the stage."""
+    warnings.filterwarnings("ignore", r"`torch\.jit\.script_method` is deprecated", DeprecationWarning)
+
+
 def cli(main: Callable) -> None:
     """The `python -m pipeline_steps.<rl|gc|both>.<stage>` entry point: INFO logging, then typer. A params
     error is the list of bad keys and values on stderr and exit status 2, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_library_warnings()
     for noisy in ("absl", "OpenGL"):  # dm_control's renderer set-up notes, on every import
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

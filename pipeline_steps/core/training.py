@@ -197,9 +197,14 @@ def train_loop(
     rows = list(rows or [])
     window = window or Window()
     began, probing = time.perf_counter(), 0.0
-    with tqdm(range(start + 1, steps + 1), desc=desc, unit="step", mininterval=2.0) as bar:
-        for step in bar:
+    with tqdm(total=steps, initial=start, desc=desc, unit="step", mininterval=2.0) as bar:
+        for step in range(start + 1, steps + 1):
             window.add(update(sampler.sample()))
+            if step == start + 1:  # the first update compiles the graphs (torch.compile): rate and ETA
+                bar.reset(total=steps)  # count from the second one, or the first ETA is days
+                bar.n = bar.last_print_n = step
+            else:
+                bar.update(1)
             if step % log_every == 0 or step == steps:
                 row = window.mean_row()
                 bad = {k: v for k, v in row.items() if not math.isfinite(v)}

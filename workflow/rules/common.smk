@@ -1,6 +1,7 @@
 # Shared by every rule: the validated params, the params-file argument of the stage CLIs, wildcard
 # constraints, MLflow set-up before the fan-out, and the output paths of each stage (the ones dvc.yaml
 # declares; tests/test_workflow.py checks that both DAGs agree).
+import logging
 import sys
 from pathlib import Path
 
@@ -20,6 +21,9 @@ PARAMS_FILE = str(workflow.overwrite_configfiles[0]) if workflow.overwrite_confi
 if Path(PARAMS_FILE).resolve().is_relative_to(Path.cwd()):  # snakemake makes it absolute: keep commands portable
     PARAMS_FILE = str(Path(PARAMS_FILE).resolve().relative_to(Path.cwd()))
 P = load_params(PARAMS_FILE)  # validated: a bad value stops here, naming the key, before any job
+# importing dm_control (the env-name checks) logs through the root logger, which gives it a handler
+# (logging.basicConfig): every message of Snakemake's own logger would then be printed twice
+logging.root.handlers.clear()
 try:
     same = parse_params(config, "the Snakemake config") == P
 except ParamsError:  # --config values arrive as strings
