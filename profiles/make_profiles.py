@@ -128,6 +128,30 @@ PROFILES["breadth"] = (
         "train_gc.steps": "5000",
     },
 )
+TABLE3 = (  # the goal-conditioned tasks with numbers quoted for flat CFGRL vs flow GCBC (method.md §8)
+    "pointmaze-large-navigate, pointmaze-giant-navigate, antmaze-medium-navigate, "
+    "humanoidmaze-medium-navigate"
+)
+PROFILES["paper_gc"] = (
+    "PAPER_GC profile: Table 3, goal-conditioned CFGRL at the authors' settings (method.md §8: 4x512 GELU"
+    " velocity nets, batch 1024, 1M steps, 15 episodes per task, w swept from one checkpoint, Table 3's"
+    " w = 3 among them) on OGBench's downloaded datasets, 8 seeds; for SLURM (its goal-conditioned jobs:"
+    " docs/pipeline.md, Profiles)",
+    {
+        "seeds": "[0, 1, 2, 3, 4, 5, 6, 7]",
+        "gc_envs": f"[{TABLE3}]",
+        "gc_dataset.source": "download",
+        "train_gc.steps": "1000000",
+        "train_gc.batch_size": "1024",
+        "train_gc.hidden": "[512, 512, 512, 512]",
+        "train_gc.log_every": "5000",
+        "gc_evaluate.guidance_ws": "[0.0, 0.5, 1.0, 1.25, 1.5, 2.0, 3.0]",
+        "gc_evaluate.episodes": "15",
+        "runtime.checkpoint_every": "20000",
+        "runtime.threads": "0",
+        "runtime.device": "cuda",
+    },
+)
 # derived profiles: a base profile with more seeds
 PROFILES["tiny2"] = (
     "TINY profile with 2 seeds (the Snakemake multi-seed smoke run; numbers are meaningless)",

@@ -147,6 +147,22 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
         assert (tiny_repo / f"data/plots/cheetah-run/{png}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_gc_trajectories_cover_every_task_from_one_start_per_task(tiny_repo):
+    """trajectories.npz: episode 0 of every evaluation task at each trajectory w; the w values of a task
+    start from the same state towards the same goal (common random numbers), tasks differ."""
+    p = load_params(tiny_repo / "params.yaml")
+    cfg = p.gc_evaluate
+    with np.load(tiny_repo / "data/gc_evaluate/pointmaze-medium-navigate/seed0/trajectories.npz") as z:
+        keys = set(z.files)
+        want = {f"task{k}_w={w:g}" for k in cfg.tasks for w in cfg.trajectory_ws}
+        assert keys == want | {f"task{k}_goal" for k in cfg.tasks}
+        for k in cfg.tasks:
+            starts = [z[f"task{k}_w={w:g}"][0] for w in cfg.trajectory_ws]
+            assert all(np.array_equal(starts[0], s) for s in starts)
+        goals = [tuple(z[f"task{k}_goal"]) for k in cfg.tasks]
+        assert len(set(goals)) == len(goals)
+
+
 def test_render_stage_draws_one_episode_per_policy_from_the_same_start(tiny_repo):
     """MuJoCo renders offscreen here (EGL): one strip row per policy, CFGRL at w = 0, 1 (the tiny
     profile's best w among 0, 1, 3 decides whether there is a third CFGRL row) and AWR's best."""

@@ -52,7 +52,6 @@ KEYS = (
     "gc_dataset.generate.maze_noise",
     "train_gc",
     "gc_evaluate",
-    "gc_evaluate.trajectory_task",
 )
 
 

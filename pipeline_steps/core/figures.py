@@ -33,17 +33,19 @@ def draw_return_vs_w(
     seeds: pd.DataFrame | None = None,
     value: str = "return",
 ) -> None:
-    """CFGRL's return (or, value 'success', success rate) vs w (CI band), AWR's and AWF's vs 1/beta,
-    dataset (if given) and flow BC lines, on one axis; with `seeds` (per_seed_means) and more than one
-    seed, each seed's mean as a small dot."""
+    """CFGRL's return (or, value 'success', success rate) vs w (CI band) on the bottom x axis, AWR's and
+    AWF's vs 1/beta on a top x axis of their own (w and 1/beta are different knobs), dataset (if given)
+    and flow BC lines; with `seeds` (per_seed_means) and more than one seed, each seed's mean as a small
+    dot."""
+    top = ax.twiny()  # 1/beta of AWR and AW-flow
     mean, ci = f"{value}_mean", f"{value}_ci95"
     c = res[res.method == "cfgrl"].sort_values("setting")
     if seeds is not None and seeds.seed.nunique() > 1:
         for method, color in (("cfgrl", "C0"), ("awr", "C3"), ("awf", "C2")):
             d = seeds[seeds.method == method]
-            ax.plot(d.setting, d[mean], ".", color=color, alpha=0.45, ms=5)
+            (ax if method == "cfgrl" else top).plot(d.setting, d[mean], ".", color=color, alpha=0.45, ms=5)
         ax.plot([], [], ".", color="gray", alpha=0.6, label="one seed's mean")
-    ax.plot(c.setting, c[mean], "o-", color="C0", label="CFGRL (x = w)")
+    ax.plot(c.setting, c[mean], "o-", color="C0", label="CFGRL (bottom axis: w)")
     ax.fill_between(
         c.setting,
         c[mean] - c[ci].fillna(0),
@@ -52,12 +54,12 @@ def draw_return_vs_w(
         alpha=0.2,
     )
     for method, fmt, color, label in [
-        ("awr", "s--", "C3", "AWR, Gaussian (x = 1/beta)"),
-        ("awf", "^--", "C2", "advantage-weighted flow (x = 1/beta)"),
+        ("awr", "s--", "C3", "AWR, Gaussian (top axis: 1/beta)"),
+        ("awf", "^--", "C2", "advantage-weighted flow (top axis: 1/beta)"),
     ]:
         a = res[res.method == method].sort_values("setting")
         if len(a):
-            ax.errorbar(
+            top.errorbar(
                 a.setting,
                 a[mean],
                 yerr=a[ci].fillna(0),
@@ -73,12 +75,17 @@ def draw_return_vs_w(
         bc_value = float(bc[mean].iloc[0])
         text = f"{bc_value:.0%}" if value == "success" else f"{bc_value:.0f}"
         ax.axhline(bc_value, color="C0", ls=":", alpha=0.7, label=f"flow BC, w = 0 ({text})")
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlim(left=-0.3)  # w >= 0: no negative decade on the symlog axis
-    ax.set_xlabel("guidance weight w  /  1/beta  (symlog)")
+    for a in (ax, top):
+        a.set_xscale("symlog", linthresh=1.0)
+        a.set_xlim(left=-0.3)  # w, 1/beta >= 0: no negative decade on the symlog axis
+    ax.set_xlabel("CFGRL: guidance weight w (symlog)")
+    top.set_xlabel("AWR, AW-flow: 1/beta (symlog)", fontsize=8)
+    top.tick_params(axis="x", labelsize=7)
     ax.set_ylabel("success rate" if value == "success" else "episode return")
     ax.set_title(
         f"{env}: mean, 95% CI over {res.ci_over.iloc[0]} ({int(res.seeds.max())} seed(s))", fontsize=10
     )
-    ax.legend(fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    more = top.get_legend_handles_labels()
+    ax.legend(handles + more[0], labels + more[1], fontsize=7)
     ax.grid(alpha=0.3)

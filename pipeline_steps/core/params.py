@@ -312,9 +312,9 @@ class GcEvaluateParams(_Strict):
     tasks: list[Annotated[int, Field(ge=1, le=5)]] = Field(min_length=1, description="OGBench task ids (1-5)")
     max_steps: NonNegInt = Field(description="cut episodes at this many steps (0 = the env's own limit)")
     data_policy: bool = Field(description="also evaluate the noisy data policy (mazes): the ceiling")
-    trajectory_task: Annotated[int, Field(ge=1, le=5)] = Field(description="task whose paths are plotted")
     trajectory_ws: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
-        description="w values whose paths are plotted (each one of guidance_ws)"
+        min_length=1,
+        description="w values whose paths are plotted, episode 0 of every task (each one of guidance_ws)",
     )
 
     @model_validator(mode="after")
@@ -327,10 +327,6 @@ class GcEvaluateParams(_Strict):
         if missing:
             raise ValueError(
                 f"gc_evaluate.trajectory_ws {missing} not in gc_evaluate.guidance_ws {self.guidance_ws}"
-            )
-        if self.trajectory_ws and self.trajectory_task not in self.tasks:
-            raise ValueError(
-                f"gc_evaluate.trajectory_task {self.trajectory_task} not in gc_evaluate.tasks {self.tasks}"
             )
         return self
 

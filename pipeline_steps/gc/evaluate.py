@@ -12,8 +12,8 @@ with Wilson 95% intervals.
 Writes to data/gc_evaluate/<env>/seed<seed>/:
   episodes.csv      method, w, task, episode, success, length (one row per episode)
   summary.csv       per method / w / task (and task 'all'): success rate, 95% interval, episodes
-  trajectories.npz  task `trajectory_task`, episode 0, at each `trajectory_ws`: the agent's xy (mazes) or
-                    the first cube's xy (cube), and the goal's
+  trajectories.npz  episode 0 of every task at each `trajectory_ws` (task<k>_w=<w>, task<k>_goal): the
+                    agent's xy (mazes) or the first cube's xy (cube), and the goal's
   metrics.json      overall success per setting (DVC metrics), CFGRL's best w, sweep seconds
 """
 
@@ -189,9 +189,9 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
     reset_seeds = [episode_seed(_RESET_TAG, seed, k, e) for k, e in pairs]
     noise_seeds = [episode_seed(_NOISE_TAG, seed, k, e) for k, e in pairs]
     m = len(pairs)
-    # trajectories: task trajectory_task, episode 0, at each trajectory w (w-major batch index)
-    traj_pair = pairs.index((cfg.trajectory_task, 0)) if (cfg.trajectory_task, 0) in pairs else None
-    record = [ws.index(w) * m + traj_pair for w in cfg.trajectory_ws] if traj_pair is not None else []
+    # trajectories: episode 0 of every task at each trajectory w (w-major batch index)
+    traj = {(k, w): ws.index(w) * m + pairs.index((k, 0)) for k in tasks for w in cfg.trajectory_ws}
+    record = list(traj.values())
 
     tables, timing = [], {}
     t0 = time.perf_counter()
@@ -253,10 +253,10 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
         "cfgrl_best_w": float(cf.sort_values("success", kind="stable").w.iloc[-1]),
         "timing": timing,
     }
-    save_npz_atomic(  # the paths of one episode (same start and goal) at each trajectory w
+    save_npz_atomic(  # per task, the paths of its episode 0 (same start and goal) at each trajectory w
         out_dir / "trajectories.npz",
-        **{f"w={w:g}": xy[i][0] for w, i in zip(cfg.trajectory_ws, record)},
-        goal=xy[record[0]][1] if record else np.full(2, np.nan),
+        **{f"task{k}_w={w:g}": xy[i][0] for (k, w), i in traj.items()},
+        **{f"task{k}_goal": xy[traj[k, cfg.trajectory_ws[0]]][1] for k in tasks},
     )
     write_json_atomic(metrics, out_dir / "metrics.json")
     write_csv_atomic(summary, out_dir / "summary.csv")

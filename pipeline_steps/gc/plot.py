@@ -3,7 +3,7 @@
 Reads data/gc_evaluate/<env>/seed*/episodes.csv (+ trajectories.npz). Writes to data/gc_plots/<env>/:
   success_vs_w.png   CFGRL's success vs w, per evaluation task and the mean over tasks (95% band), with
                      flow GCBC, Gaussian GCBC and the data policy as reference lines
-  trajectories.png   the path of one episode (seed 0, task trajectory_task) at each trajectory w: the
+  trajectories.png   per task, the path of episode 0 (first seed) at each trajectory w: the
                      agent in the maze, or the first cube's xy
   results.csv        per method / w / task: success rate, over seeds (mean of per-seed rates, 95%
                      t-interval across seeds, clipped to [0, 1]) or, with one seed, over episodes
@@ -80,9 +80,8 @@ def draw_success_vs_w(ax, res: pd.DataFrame, env: str) -> None:
     ax.legend(fontsize=7, loc="best")
 
 
-def draw_trajectories(ax, env_name: str, traj: dict[str, np.ndarray], goal: np.ndarray) -> None:
-    """One path per w; in a maze over its walls (OGBench's maze_map as grey cells), in a cube task as
-    the first cube's xy in the oracle representation's units."""
+def draw_maze(ax, env_name: str) -> None:
+    """OGBench's maze walls (maze_map) as grey cells, or the axes of a cube task's first-cube xy."""
     if names.is_maze(env_name):
         env = ogbench_gc.make_gc_env(env_name)
         maze = env.unwrapped
@@ -91,18 +90,51 @@ def draw_trajectories(ax, env_name: str, traj: dict[str, np.ndarray], goal: np.n
             x, y = maze.ij_to_xy((i, j))
             ax.add_patch(plt.Rectangle((x - unit / 2, y - unit / 2), unit, unit, color="0.8"))
         env.close()
-        ax.set(xlabel="x", ylabel="y")
     else:
         ax.set(xlabel="cube x (oracle rep.)", ylabel="cube y (oracle rep.)")
-    for (key, xy), color in zip(
-        sorted(traj.items(), key=lambda kv: float(kv[0][2:])), ("C0", "C1", "C2", "C3")
-    ):
-        ax.plot(xy[:, 0], xy[:, 1], "-", color=color, lw=1.2, label=f"{key} ({len(xy) - 1} steps)")
-        ax.plot(*xy[0], "o", color=color)
-    ax.plot(*goal, "*", color="r", ms=14, label="goal")
-    ax.set_aspect("equal")
-    ax.autoscale()
-    ax.legend(fontsize=7, loc="best")
+
+
+def trajectories_by_task(z) -> dict[int, tuple[dict[str, np.ndarray], np.ndarray]]:
+    """trajectories.npz -> {task: ({'w=3': path [T+1, 2], ...}, goal [2])}."""
+    out = {}
+    for key in z.files:
+        task, _, what = key.partition("_")
+        k = int(task.removeprefix("task"))
+        paths_, goal = out.setdefault(k, ({}, None))
+        if what == "goal":
+            out[k] = (paths_, z[key])
+        else:
+            paths_[what] = z[key]
+    return dict(sorted(out.items()))
+
+
+def draw_trajectories(fig, env_name: str, by_task: dict, success: pd.DataFrame) -> None:
+    """One small panel per evaluation task: episode 0's path at each trajectory w from the same start
+    to the same goal, its outcome in the legend (reached in T steps / not in T); one legend of the
+    colours below the panels, outside the mazes."""
+    axes = fig.subplots(1, len(by_task), squeeze=False)[0]
+    ws = sorted({w for paths_, _ in by_task.values() for w in paths_}, key=lambda w: float(w[2:]))
+    colors = dict(zip(ws, ("C0", "C1", "C2", "C3", "C4", "C5")))
+    for ax, (task, (paths_, goal)) in zip(axes, by_task.items()):
+        draw_maze(ax, env_name)
+        for w in ws:
+            xy = paths_[w]
+            hit = success.get((task, float(w[2:])))
+            outcome = "reached" if hit else "not reached"
+            ax.plot(xy[:, 0], xy[:, 1], "-", color=colors[w], lw=1.0, label=f"{outcome} ({len(xy) - 1})")
+            ax.plot(*xy[0], "o", color=colors[w], ms=3)
+        ax.plot(*goal, "*", color="r", ms=10)
+        ax.set_aspect("equal")
+        ax.autoscale()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"task {task}", fontsize=9)
+        ax.legend(fontsize=5, loc="upper center", bbox_to_anchor=(0.5, -0.02), frameon=False)
+    handles = [plt.Line2D([], [], color=colors[w], lw=2) for w in ws]
+    handles.append(plt.Line2D([], [], marker="*", color="r", ls="", ms=10))
+    fig.legend(
+        handles, [f"CFGRL {w}" for w in ws] + ["goal"], loc="lower center", ncol=len(handles), fontsize=8
+    )
 
 
 def run(params: Params, env: str, eval_dirs: list[Path], out_dir: Path) -> pd.DataFrame:
@@ -117,12 +149,15 @@ def run(params: Params, env: str, eval_dirs: list[Path], out_dir: Path) -> pd.Da
     fig.savefig(out_dir / "success_vs_w.png", dpi=120)
     plt.close(fig)
     with np.load(Path(eval_dirs[0]) / "trajectories.npz") as z:
-        traj = {k: z[k] for k in z.files if k.startswith("w=")}
-        goal = z["goal"]
-    fig, ax = plt.subplots(figsize=(6, 5))
-    draw_trajectories(ax, env, traj, goal)
-    ax.set_title(f"{env}: task {params.gc_evaluate.trajectory_task}, episode 0, {Path(eval_dirs[0]).name}")
-    fig.tight_layout()
+        by_task = trajectories_by_task(z)
+    first = episodes[
+        (episodes.method == "cfgrl") & (episodes.episode == 0) & (episodes.seed == episodes.seed.min())
+    ]
+    success = {(r.task, r.w): bool(r.success) for r in first.itertuples()}
+    fig = plt.figure(figsize=(2.4 * len(by_task) + 0.4, 3.6))
+    draw_trajectories(fig, env, by_task, success)
+    fig.suptitle(f"{env}: episode 0 of each task, {Path(eval_dirs[0]).name}, CFGRL at each w", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(out_dir / "trajectories.png", dpi=120)
     plt.close(fig)
     write_csv_atomic(res, out_dir / "results.csv")  # last

@@ -104,14 +104,15 @@ def plot_return_vs_drift(res: pd.DataFrame, seeds: pd.DataFrame, env: str, path:
     ax.errorbar(
         x, c.return_mean, yerr=c.return_ci95.fillna(0), fmt="o-", color="C0", capsize=3, label="CFGRL"
     )
-    for xi, yi, w in zip(x, c.return_mean, c.setting):
-        ax.annotate(f"w={w:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for i, (xi, yi, w) in enumerate(zip(x, c.return_mean, c.setting)):  # above and below in turn
+        offset = (4, 5 if i % 2 else -11)
+        ax.annotate(f"w={w:g}", (xi, yi), textcoords="offset points", xytext=offset, fontsize=7)
     awr = res[res.method == "awr"]
     if len(awr):
         best = awr.sort_values("return_mean").iloc[-1]
         ax.axhline(best.return_mean, color="C3", ls="--", label=f"AWR best (1/beta = {best.setting:g})")
     ax.set_xscale("symlog", linthresh=0.1)
-    ax.set_xlim(left=-0.01)
+    ax.set_xlim(left=-0.01, right=max(np.nanmax(x), 0.1) * 2.0)  # room for the last point's label
     ax.set_xlabel("drift from flow BC, E ||a_w - a_0||^2 (symlog)")
     ax.set_ylabel("episode return")
     ax.set_title(f"{env}: return vs departure from the behaviour policy", fontsize=10)
@@ -246,29 +247,23 @@ def plot_training_curves(logs: dict[str, dict[int, pd.DataFrame]], env: str, pat
 
 def plot_return_over_training(logs: dict[str, dict[int, pd.DataFrame]], env: str, path: Path) -> None:
     """The periodic evaluation during training (train_cfgrl / train_awr eval_every): return over training
-    steps, one panel per stage, a colour per w or 1/beta, a line style per seed; a note where it was off."""
-    styles = ["-", "--", ":", "-."]
+    steps, one panel per stage, a colour per w or 1/beta; with several seeds the mean over seeds and its
+    95% t-interval (band), with one the seed's mean return; a note where it was off."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, (stage_name, title) in zip(axes, [("train_cfgrl", "CFGRL"), ("train_awr", "AWR")]):
         seeds = sorted(logs[stage_name])
-        drawn = False
-        for j, seed in enumerate(seeds):
-            df = logs[stage_name][seed]
-            cols = [c for c in df.columns if c.startswith("eval/return/")]
-            for i, col in enumerate(cols):
-                d = df[["step", col]].dropna()
-                name = col.removeprefix("eval/return/").replace("inv_beta=", "1/beta=")
-                ax.plot(
-                    d.step,
-                    d[col],
-                    styles[j % len(styles)],
-                    marker="o",
-                    ms=3,
-                    color=f"C{i}",
-                    label=name if j == 0 else None,
-                )
-                drawn = True
-        if not drawn:
+        frames = [logs[stage_name][s].assign(seed=s) for s in seeds]
+        cols = [c for c in frames[0].columns if c.startswith("eval/return/")] if frames else []
+        for i, col in enumerate(cols):
+            d = pd.concat([f[["seed", "step", col]] for f in frames]).dropna()
+            by_step = d.groupby("step")[col]
+            mean = by_step.mean()
+            half = by_step.agg(lambda v: ci95(v.to_numpy()))
+            name = col.removeprefix("eval/return/").replace("inv_beta=", "1/beta=")
+            ax.plot(mean.index, mean, "-o", ms=3, color=f"C{i}", label=name)
+            if len(seeds) > 1:
+                ax.fill_between(mean.index, mean - half, mean + half, color=f"C{i}", alpha=0.15)
+        if not cols:
             ax.text(
                 0.5,
                 0.5,
@@ -278,17 +273,16 @@ def plot_return_over_training(logs: dict[str, dict[int, pd.DataFrame]], env: str
                 transform=ax.transAxes,
             )
         else:
-            handles, labels = ax.get_legend_handles_labels()
-            if len(seeds) > 1:
-                handles += [Line2D([], [], ls=styles[j % len(styles)], color="k") for j in range(len(seeds))]
-                labels += [f"seed {s}" for s in seeds]
-            ax.legend(handles, labels, fontsize=7)
-        ax.set_title(f"{title}: return during training", fontsize=10)
+            ax.legend(fontsize=7)
+        over = (
+            f"mean of {len(seeds)} seeds, 95% CI" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else ""
+        )
+        ax.set_title(f"{title} ({over})", fontsize=10)
         ax.set_xlabel("training step")
         format_steps(ax)
-        ax.set_ylabel("episode return (mean of the periodic episodes)")
+        ax.set_ylabel("episode return")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{env}: evaluation return over training")
+    fig.suptitle(f"{env}: return of the periodic evaluation during training")
     save(fig, path, dpi=110)
 
 

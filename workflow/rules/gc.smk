@@ -80,7 +80,7 @@ rule gc_plot:
     input:
         code=code("gc_plot"),
         evaluate=lambda wc: [f for s in SEEDS for f in gc_evaluate_outputs(wc.gcenv, s)],
-        params=slices("gc_plot@{gcenv}", "seeds", "gc_evaluate.trajectory_task"),
+        params=slices("gc_plot@{gcenv}", "seeds"),
     output:
         gc_plot_outputs("{gcenv}"),
     params:
