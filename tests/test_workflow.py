@@ -104,7 +104,9 @@ def test_lint_is_clean():
 )
 def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
     args = ["--configfile", f"profiles/{profile}.yaml"] if profile else []
-    counts = job_counts(dry_run(REPO, *args))
+    proc = run_tool([*SNAKE, "-n", "-p", "--forceall", "--cores", "2", *args], REPO)
+    assert "INFO:snakemake" not in proc.stdout + proc.stderr  # each message once (not again via root)
+    counts = job_counts(proc.stdout)
     per_seed = ("label", "train_cfgrl", "train_awr", "train_awf", "evaluate")
     gc = 1  # every profile has one goal-conditioned env
     assert counts == {
@@ -118,6 +120,19 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
         "gc_evaluate": gc * seeds,
         "gc_plot": gc,
         "all": 1,
+    }
+
+
+def test_paper_gc_profile_expands_table_3_on_8_seeds():
+    """The paper-scale goal-conditioned profile: its goal-conditioned jobs alone (target gc_all)."""
+    counts = job_counts(dry_run(REPO, "gc_all", "--configfile", "profiles/paper_gc.yaml"))
+    envs, seeds = 4, 8
+    assert counts == {
+        "gc_dataset": envs,
+        "train_gc": envs * seeds * 3,
+        "gc_evaluate": envs * seeds,
+        "gc_plot": envs,
+        "gc_all": 1,
     }
 
 
@@ -542,3 +557,29 @@ def test_headline_metrics_are_the_summary_numbers_and_skip_missing_settings():
         "success_flow_gcbc": 0.3,
         "success_gcbc": 0.1,
     }
+
+
+def test_repro_prints_progress_bars_as_whole_lines_at_most_one_per_interval():
+    """tqdm redraws a bar in place (carriage returns): two stages side by side would share one line of a
+    log. The driver passes each redraw on as a line of its own, at most one per interval, and the last."""
+    import io
+
+    from pipeline_steps.both.repro import output_lines
+
+    now = [0.0]
+    redraws = []
+    for i in range(0, 101, 10):
+        redraws.append(f"\rtrain 0: {i:3d}%".encode())
+    stream = io.BytesIO(b"Running stage 'a':\n" + b"".join(redraws) + b"\ndone\n")
+
+    class Ticking(io.BytesIO):  # 5 s pass between two reads of 4 bytes
+        def read1(self, n):
+            now[0] += 5.0
+            return super().read(4)
+
+    lines = list(output_lines(Ticking(stream.getvalue()), every=30.0, clock=lambda: now[0]))
+    shown = [l for l in lines if l.startswith("train")]
+    assert lines[0] == "Running stage 'a':" and lines[-1] == "done"
+    assert shown[0] == "train 0:   0%" and shown[-1] == "train 0: 100%"
+    assert 2 <= len(shown) < len(redraws)  # thinned out, first and last kept
+    assert all("\r" not in l for l in lines)
