@@ -121,7 +121,7 @@ def draw_trajectories(fig, env_name: str, by_task: dict, success: pd.DataFrame) 
             xy = paths_[w]
             hit = success.get((task, float(w[2:])))
             outcome = "reached" if hit else "not reached"
-            ax.plot(xy[:, 0], xy[:, 1], "-", color=colors[w], lw=1.0, label=f"{outcome} ({len(xy) - 1})")
+            ax.plot(xy[:, 0], xy[:, 1], "-", color=colors[w], lw=1.0, label=f"{w}: {outcome} ({len(xy) - 1})")
             ax.plot(*xy[0], "o", color=colors[w], ms=3)
         ax.plot(*goal, "*", color="r", ms=10)
         ax.set_aspect("equal")
@@ -154,10 +154,10 @@ def run(params: Params, env: str, eval_dirs: list[Path], out_dir: Path) -> pd.Da
         (episodes.method == "cfgrl") & (episodes.episode == 0) & (episodes.seed == episodes.seed.min())
     ]
     success = {(r.task, r.w): bool(r.success) for r in first.itertuples()}
-    fig = plt.figure(figsize=(2.4 * len(by_task) + 0.4, 3.6))
+    fig = plt.figure(figsize=(2.4 * len(by_task) + 0.4, 4.0))
     draw_trajectories(fig, env, by_task, success)
     fig.suptitle(f"{env}: episode 0 of each task, {Path(eval_dirs[0]).name}, CFGRL at each w", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(out_dir / "trajectories.png", dpi=120)
     plt.close(fig)
     write_csv_atomic(res, out_dir / "results.csv")  # last
