@@ -59,12 +59,19 @@ def closure(module: str) -> list[str]:
     return sorted(str(f) for f in files)
 
 
+def _stages(dvc_yaml: Path) -> dict[str, dict]:
+    """dvc.yaml stage -> its definition (a foreach stage's `do` body)."""
+    return {
+        name: stage.get("do") or stage
+        for name, stage in yaml.safe_load(dvc_yaml.read_text())["stages"].items()
+    }
+
+
 def stage_modules(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, str]:
     """dvc.yaml stage -> the module its cmd runs (`python -m <module>`)."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     out = {}
-    for name, stage in stages.items():
-        cmd = (stage.get("do") or stage)["cmd"]
+    for name, stage in _stages(dvc_yaml).items():
+        cmd = stage["cmd"]
         m = _CMD.search(cmd)
         if not m:
             raise ValueError(f"dvc.yaml stage {name}: cmd {cmd!r} does not run a module of {PACKAGE}")
@@ -74,10 +81,9 @@ def stage_modules(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, str]:
 
 def listed(dvc_yaml: Path = ROOT / "dvc.yaml") -> dict[str, list[str]]:
     """dvc.yaml stage -> its deps inside pipeline_steps/, as listed."""
-    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     return {
-        name: [d for d in (stage.get("do") or stage).get("deps", []) if d.startswith(f"{PACKAGE}/")]
-        for name, stage in stages.items()
+        name: [d for d in stage.get("deps", []) if d.startswith(f"{PACKAGE}/")]
+        for name, stage in _stages(dvc_yaml).items()
     }
 
 

@@ -85,16 +85,18 @@ def output_lines(stream, every: float = PROGRESS_EVERY, clock=time.monotonic):
     by a carriage return, as tqdm writes them) become lines of their own, at most one per `every`
     seconds (and its last one), so the bars of processes side by side never share a line."""
     buf, last_shown, pending = b"", -float("inf"), None
-    while chunk := stream.read1(1 << 16) if hasattr(stream, "read1") else stream.read(1 << 16):
+    while chunk := stream.read1(1 << 16):
         buf += chunk
         while (cut := min((i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0), default=-1)) >= 0:
             text, sep, buf = buf[:cut].decode(errors="replace"), buf[cut : cut + 1], buf[cut + 1 :]
             if sep == b"\r":  # a redraw: shown now if due, else kept in case it is the bar's last one
-                if text.strip() and clock() - last_shown >= every:
-                    last_shown, pending = clock(), None
-                    yield text
-                elif text.strip():
-                    pending = text
+                if text.strip():
+                    now = clock()
+                    if now - last_shown >= every:
+                        last_shown, pending = now, None
+                        yield text
+                    else:
+                        pending = text
                 continue
             if pending is not None and not text.strip():
                 yield pending  # the bar closed with its final redraw

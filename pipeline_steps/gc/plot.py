@@ -141,8 +141,8 @@ def run(params: Params, env: str, eval_dirs: list[Path], out_dir: Path) -> pd.Da
     out_dir = Path(out_dir)
     clear_outputs(out_dir, ("success_vs_w.png", "trajectories.png", "results.csv"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    episodes = pd.concat([pd.read_csv(Path(d) / "episodes.csv") for d in eval_dirs], ignore_index=True)
-    res = results(episodes)
+    per_seed = [pd.read_csv(Path(d) / "episodes.csv") for d in eval_dirs]
+    res = results(pd.concat(per_seed, ignore_index=True))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     draw_success_vs_w(ax, res, env)
     fig.tight_layout()
@@ -150,9 +150,8 @@ def run(params: Params, env: str, eval_dirs: list[Path], out_dir: Path) -> pd.Da
     plt.close(fig)
     with np.load(Path(eval_dirs[0]) / "trajectories.npz") as z:
         by_task = trajectories_by_task(z)
-    first = episodes[
-        (episodes.method == "cfgrl") & (episodes.episode == 0) & (episodes.seed == episodes.seed.min())
-    ]
+    first = per_seed[0]  # the seed whose paths trajectories.npz holds
+    first = first[(first.method == "cfgrl") & (first.episode == 0)]
     success = {(r.task, r.w): bool(r.success) for r in first.itertuples()}
     fig = plt.figure(figsize=(2.4 * len(by_task) + 0.4, 4.0))
     draw_trajectories(fig, env, by_task, success)
