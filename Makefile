@@ -32,13 +32,10 @@ test: $(STAMP)
 compare: $(STAMP)
 	python -m pipeline_steps.both.compare $(if $(RUN),--run $(RUN)) $(if $(REF),--reference $(REF))
 
-# `dvc exp run -S key=value` experiments side by side: the params that differ and the headline numbers
-# (data/aggregate/metrics.json: columns headline.<env>.<number>), not the ~300 columns of every stage's
-# metrics and dependency hashes. dvc exp show names a column by its key alone when that is unique.
-PARAM_SECTIONS := envs|gc_envs|seeds|dataset|label|train_\w+|evaluate|render|gc_dataset|gc_evaluate|runtime
-EXPS_DROP := ^(?!headline\.|Experiment$$|Created$$|State$$|($(PARAM_SECTIONS))(\.|$$))
+# `dvc exp run -S key=value` experiments side by side in 100 columns: the params that differ and the
+# headline numbers (data/aggregate/metrics.json) per env; EXPS_ARGS go to `dvc exp show` (e.g. -A)
 exps: $(STAMP)
-	dvc exp show --no-pager --md --precision 3 --only-changed --drop '$(EXPS_DROP)' --keep '^headline\.' $(EXPS_ARGS)
+	python -m pipeline_steps.both.exps $(EXPS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_steps tests benchmarks experiments profiles

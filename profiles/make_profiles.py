@@ -176,16 +176,25 @@ PROFILES["gc_large"] = (
 
 
 def set_key(text: str, dotted: str, value: str) -> str:
-    """Replace the value of `a.b.c: value  # comment` in a YAML text, keeping the comment."""
+    """Replace the value of `a.b.c: value  # comment` in a YAML text, keeping the comment. A list value
+    ("[1, 2]") is written as a block list, the style `dvc exp run -S` writes back (params.yaml's style)."""
     *parents, key = dotted.split(".")
     pos, indent = 0, ""
     for parent in parents:
         m = re.compile(rf"^{indent}{parent}:[^\n]*$", re.M).search(text, pos)
         assert m, f"no section {parent!r} for {dotted}"
         pos, indent = m.end(), indent + "  "
-    m = re.compile(rf"^{indent}{key}: *([^#\n]*?) *(#[^\n]*)?$", re.M).search(text, pos)
+    m = re.compile(rf"^{indent}{key}:( *)([^#\n]*?) *(#[^\n]*)?\n((?:{indent}- [^\n]*\n)*)", re.M).search(text, pos)
     assert m, f"no key {dotted}"
-    return text[: m.start(1)] + value + text[m.end(1) :]
+    comment = m.group(3) or ""
+    items = re.fullmatch(r"\[(.*)\]", value.strip())
+    if items and items.group(1).strip():
+        head, body = f"{indent}{key}:", "".join(f"{indent}- {v.strip()}\n" for v in items.group(1).split(","))
+    else:
+        head, body = f"{indent}{key}: {value}", ""
+    column = m.start(3) - m.start() if comment else 0  # keep the comment in its column where it fits
+    line = (head.ljust(column - 1) + " " + comment if len(head) < column else f"{head}  {comment}") if comment else head
+    return text[: m.start()] + line + "\n" + body + text[m.end() :]
 
 
 def render(name: str) -> str:

@@ -135,6 +135,7 @@ def test_code_deps_leave_out_only_the_declared_plumbing():
     tools = {
         "pipeline_steps/both/code_deps.py",
         "pipeline_steps/both/compare.py",
+        "pipeline_steps/both/exps.py",
         "pipeline_steps/both/repro.py",
         "pipeline_steps/core/inference.py",  # the claim statistics: no stage reads them yet
     }

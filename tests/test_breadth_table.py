@@ -32,7 +32,7 @@ def test_breadth_table_rows_and_missing_reasons(tmp_path):
         "Traceback (most recent call last):\n  File x\nRuntimeError: boom\n"
     )
     text = (REPO / "profiles/breadth.yaml").read_text()
-    text = re.sub(r"(?m)^envs: \[[^\]]*\]", "envs: [walker-run, cheetah-run, walker-walk]", text)
+    text = re.sub(r"(?m)^envs:.*\n(- .*\n)*", "envs: [walker-run, cheetah-run, walker-walk]\n", text)
     (tmp_path / "p.yaml").write_text(text)
     proc = subprocess.run(
         [sys.executable, str(REPO / "experiments/breadth_table.py"), "--params", "p.yaml", "--out", "out"],

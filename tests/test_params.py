@@ -204,3 +204,46 @@ def test_profiles_are_generated_from_params_yaml():
         path = REPO / "profiles" / f"{name}.yaml"
         assert path.read_text() == mod.render(name), f"{path} is stale: run profiles/make_profiles.py"
         load_params(path)
+
+
+def _dvc_set(path, override: str) -> list[tuple[str, str]]:
+    """Apply one `dvc exp run -S` override to a copy of `path` the way DVC does (dvc.utils.hydra), and
+    return the changed lines as (old, new) pairs of a line diff."""
+    import difflib
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    before = path.read_text().splitlines()
+    shutil.copy(path, path.with_suffix(".orig"))
+    apply_overrides(path, [override])
+    after = path.read_text().splitlines()
+    changed = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after).get_opcodes():
+        if tag != "equal":
+            changed.append(("\n".join(before[i1:i2]), "\n".join(after[j1:j2])))
+    return changed
+
+
+@pytest.mark.parametrize("name", ["params.yaml", *sorted(p.name for p in (REPO / "profiles").glob("*.yaml"))])
+def test_params_files_are_written_in_the_style_dvc_writes_back(tmp_path, name):
+    """`dvc exp run -S` rewrites the whole file in its own style: params.yaml and every profile are that
+    style already, so setting a key to its own value changes nothing."""
+    src = REPO / name if name == "params.yaml" else REPO / "profiles" / name
+    path = tmp_path / "params.yaml"
+    path.write_text(src.read_text())
+    threads = yaml.safe_load(src.read_text())["runtime"]["threads"]
+    assert _dvc_set(path, f"runtime.threads={threads}") == []
+
+
+def test_dvc_set_param_changes_only_the_edited_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    assert _dvc_set(path, "label.expectile=0.8") == [
+        ("  expectile: 0.9        # expectile of the value regression (IQL's tau)",
+         "  expectile: 0.8        # expectile of the value regression (IQL's tau)")
+    ]  # fmt: skip
+    ws = yaml.safe_load(path.read_text())["evaluate"]["guidance_ws"]
+    new = [2.0 if w == 1.5 else w for w in ws]
+    assert _dvc_set(path, f"evaluate.guidance_ws=[{','.join(map(str, new))}]") == [("  - 1.5", "  - 2.0")]
+    assert load_params(path).evaluate.guidance_ws == new

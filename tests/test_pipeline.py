@@ -3,6 +3,7 @@ profile in a temporary copy of the repo (caching, what reruns after a params edi
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ from conftest import copy_repo, run_tool
 from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
+from pipeline_steps.both.exps import number
 from pipeline_steps.core.params import load_params
 from pipeline_steps.core.rollouts import (
     awf_act_fn,
@@ -241,15 +243,29 @@ def test_second_repro_does_nothing(tiny_repo):
 
 
 def test_editing_w_list_reruns_only_evaluate_plot_and_aggregate(tiny_repo):
-    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    params["evaluate"]["guidance_ws"] = [0.0, 2.0]
-    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(params))
-    out = _run(["dvc", "repro"], tiny_repo).stdout
+    """The README's experiment: `dvc exp run -S` on the w list reruns only what the list reaches, changes
+    only the list's lines of params.yaml, and `make exps` shows it beside the baseline in 100 columns."""
+    before = (tiny_repo / "params.yaml").read_text().splitlines()
+    out = _run(["dvc", "exp", "run", "-S", "evaluate.guidance_ws=[0.0,2.0]"], tiny_repo).stdout
     # + the params slices (params.yaml changed) and the rendered episodes (they read the evaluation)
     expected = ["aggregate", "evaluate@cheetah-run-0", "params", "plot@cheetah-run", "render@cheetah-run"]
     assert sorted(_ran_stages(out)) == expected, out
     summary = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/summary.csv")
     assert sorted(summary.setting[summary.method == "cfgrl"]) == [0.0, 2.0]
+    after = (tiny_repo / "params.yaml").read_text().splitlines()
+    diff = [d for d in difflib.unified_diff(before, after, n=0, lineterm="") if d[:1] in "+-"][2:]
+    assert diff == ["-  - 1.0", "-  - 3.0", "+  - 2.0"], diff  # the tiny profile's [0.0, 1.0, 3.0]
+
+    exp = re.search(r"Ran experiment\(s\): (\S+)", out).group(1)
+    shown = _run([sys.executable, "-m", "pipeline_steps.both.exps"], tiny_repo).stdout
+    lines = shown.splitlines()
+    assert max(map(len, lines)) <= 100, shown
+    assert f"{exp}  " in shown and "evaluate.guidance_ws=[0.0, 2.0]" in shown
+    assert "evaluate.guidance_ws=[0.0, 1.0, 3.0]" in shown  # the baseline commit's list
+    assert "runtime" not in shown and "label." not in shown  # only the params that differ
+    headline = json.loads((tiny_repo / "data/aggregate/metrics.json").read_text())["headline"]
+    row = next(line for line in lines[lines.index("cheetah-run (return)") :] if line.startswith(exp))
+    assert row.split()[1] == number(headline["cheetah-run"]["flow_bc"])  # flow_bc, the first column
 
 
 def test_editing_gc_w_list_reruns_only_gc_evaluate_gc_plot_and_aggregate(tiny_repo):
