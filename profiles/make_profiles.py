@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING = ("label", "train_cfgrl", "train_awr", "train_awf")
+TRAINING = ("label", "train_cfgrl", "train_awr", "train_awf", "train_fql")
 
 PROFILES: dict[str, tuple[str, dict[str, str]]] = {
     "tiny": (
@@ -25,6 +25,12 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                 if (s, k) != ("train_awf", "hidden")  # train_awf uses train_cfgrl's network
             },
             "train_cfgrl.flow_steps": "8",
+            "train_fql.alphas": "[1.0, 10.0]",
+            "train_fql.flow_steps": "4",
+            "extraction.candidates": "[1, 4]",
+            "extraction.resample_candidates": "[4]",
+            "extraction.resample_alphas": "[1.0, 10.0]",
+            "extraction.flow_steps": "8",  # = train_cfgrl.flow_steps: IFQL at N = 1 is CFGRL at w = 0 (tested)
             "train_cfgrl.eval_every": "0",  # periodic evaluation off in tests (tests turn it on)
             "train_awr.eval_every": "0",
             "train_awr.inv_betas": "[1.0, 10.0]",

@@ -37,12 +37,13 @@ from conftest import (
 from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
+from pipeline_steps.algorithms.iql import IQL
 from pipeline_steps.core import training
 from pipeline_steps.core.checkpoints import save_agent
 from pipeline_steps.core.episodes import DatasetError, Episode, load_transitions, write_minari
 from pipeline_steps.core.params import Params, ParamsError, parse_params
 from pipeline_steps.core.training import RESUME_FILE, Resume
-from pipeline_steps.rl import evaluate, label, train_awf, train_awr, train_cfgrl
+from pipeline_steps.rl import evaluate, label, train_awf, train_awr, train_cfgrl, train_fql
 
 # (fault or bad input, test that injects it, what the pipeline does)
 FAULTS = [
@@ -141,7 +142,10 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     n = write_synthetic_dataset(root / "minari", "cheetah-run", episodes=2, steps=48)
     write_synthetic_labels(root / "labels.npz", n)
-    return root / "minari", root / "labels.npz"
+    p = small_params()  # train_fql's frozen critic and teacher: untrained, of the small sizes
+    save_agent(root / "critic.pt", "iql", IQL(17, 6, p.label), p.label, "cheetah-run", 0, 6)
+    save_agent(root / "policy.pt", "cfgrl", CFGRL(17, 6, p.train_cfgrl), p.train_cfgrl, "cheetah-run", 0, 6)
+    return root / "minari", root / "labels.npz", root / "critic.pt", root / "policy.pt"
 
 
 def small_params(**over) -> Params:
@@ -150,10 +154,10 @@ def small_params(**over) -> Params:
         "runtime.compile": False,
         "runtime.threads": 1,
         "runtime.checkpoint_every": EVERY,
-        **{f"{s}.steps": STEPS for s in ("label", "train_cfgrl", "train_awr", "train_awf")},
-        **{f"{s}.log_every": 5 for s in ("label", "train_cfgrl", "train_awr", "train_awf")},
-        **{f"{s}.batch_size": 16 for s in ("label", "train_cfgrl", "train_awr", "train_awf")},
-        **{f"{s}.hidden": [16] for s in ("label", "train_cfgrl", "train_awr")},
+        **{f"{s}.steps": STEPS for s in ("label", "train_cfgrl", "train_awr", "train_awf", "train_fql")},
+        **{f"{s}.log_every": 5 for s in ("label", "train_cfgrl", "train_awr", "train_awf", "train_fql")},
+        **{f"{s}.batch_size": 16 for s in ("label", "train_cfgrl", "train_awr", "train_awf", "train_fql")},
+        **{f"{s}.hidden": [16] for s in ("label", "train_cfgrl", "train_awr", "train_fql")},
         **over,
     }
     return make_params(over)
@@ -161,9 +165,10 @@ def small_params(**over) -> Params:
 
 STAGES = {  # stage -> (run(params, out_dir, inputs), checkpoint file)
     "label": (lambda p, out, i: label.run(p, "cheetah-run", 0, i[0], out), "critic.pt"),
-    "train_cfgrl": (lambda p, out, i: train_cfgrl.run(p, "cheetah-run", 0, *i, out), "policy.pt"),
-    "train_awr": (lambda p, out, i: train_awr.run(p, "cheetah-run", 0, *i, out), "policies.pt"),
-    "train_awf": (lambda p, out, i: train_awf.run(p, "cheetah-run", 0, *i, out), "policies.pt"),
+    "train_cfgrl": (lambda p, out, i: train_cfgrl.run(p, "cheetah-run", 0, *i[:2], out), "policy.pt"),
+    "train_awr": (lambda p, out, i: train_awr.run(p, "cheetah-run", 0, *i[:2], out), "policies.pt"),
+    "train_awf": (lambda p, out, i: train_awf.run(p, "cheetah-run", 0, *i[:2], out), "policies.pt"),
+    "train_fql": (lambda p, out, i: train_fql.run(p, "cheetah-run", 0, i[0], *i[2:], out), "policies.pt"),
 }
 
 

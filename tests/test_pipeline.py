@@ -110,8 +110,9 @@ def tiny_repo(tmp_path_factory) -> Path:
 
 def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
     ran = _ran_stages(tiny_repo.joinpath("first_repro.log").read_text())
-    for stage in ["dataset", "label", "train_cfgrl", "train_awr", "train_awf", "evaluate", "plot",
-                  "gc_dataset", "train_gc", "gc_evaluate", "gc_plot"]:  # fmt: skip
+    stages = ["dataset", "label", "train_cfgrl", "train_awr", "train_awf", "train_fql", "evaluate",
+              "evaluate_extraction", "plot", "gc_dataset", "train_gc", "gc_evaluate", "gc_plot"]  # fmt: skip
+    for stage in stages:
         assert any(s.startswith(stage + "@") for s in ran), (stage, ran)
     gc_episodes = pd.read_csv(tiny_repo / "data/gc_evaluate/pointmaze-medium-navigate/seed0/episodes.csv")
     assert set(gc_episodes.method) == {"cfgrl", "flow_gcbc", "gcbc", "data_policy"}
@@ -143,10 +144,42 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
         "cfgrl",
         "awr",
         "awf",
+        "ifql",
+        *(f"resample_n{n}" for n in p.extraction.resample_candidates),
+        "fql",
     }
     pngs = ["return_vs_w", "drift_vs_w", "return_vs_drift", "advantage_hist", "weight_concentration"]
-    for png in [*pngs, "training_curves", "return_over_training"]:
+    for png in [*pngs, "training_curves", "return_over_training", "extraction"]:
         assert (tiny_repo / f"data/plots/cheetah-run/{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_extraction_methods_pair_with_cfgrl_on_the_same_episodes(tiny_repo):
+    """evaluate_extraction runs every setting of the params on the evaluate stage's start states and
+    noise: IFQL with one candidate at the trained step count is CFGRL at w = 0, episode by episode."""
+    p = load_params(tiny_repo / "params.yaml")
+    assert p.extraction.flow_steps == p.train_cfgrl.flow_steps  # the tiny profile's choice, for this test
+    ev = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/episodes.csv")
+    ex = pd.read_csv(tiny_repo / "data/evaluate_extraction/cheetah-run/seed0/episodes.csv")
+    want = {("ifql", float(n)) for n in p.extraction.candidates}
+    want |= {
+        (f"resample_n{n}", a) for n in p.extraction.resample_candidates for a in p.extraction.resample_alphas
+    }
+    want |= {("fql", a) for a in p.train_fql.alphas}
+    assert set(zip(ex.method, ex.setting)) == want
+    assert (ex.groupby(["method", "setting"]).size() == p.evaluate.episodes).all()
+    bc = ev[(ev.method == "cfgrl") & (ev.setting == 0.0)].set_index("episode")["return"]
+    one = ex[(ex.method == "ifql") & (ex.setting == 1.0)].set_index("episode")["return"]
+    np.testing.assert_allclose(one.to_numpy(), bc.to_numpy(), rtol=1e-4)
+    timing = json.loads((tiny_repo / "data/evaluate_extraction/cheetah-run/seed0/metrics.json").read_text())[
+        "timing"
+    ]
+    for name in ("cfgrl_w1", "awr", "fql", *(f"ifql_n{n}" for n in p.extraction.candidates)):
+        assert timing[f"{name}_ms_per_action"] > timing[f"{name}_ms_per_action_batched"] > 0
+    res = pd.read_csv(tiny_repo / "data/plots/cheetah-run/results.csv")
+    assert {"ifql", "fql", "resample_n4"} <= set(res.method)
+    assert (tiny_repo / "data/plots/cheetah-run/extraction.png").stat().st_size > 10_000
+    md = (tiny_repo / "data/aggregate/summary.md").read_text()
+    assert "IFQL best N" in md and "FQL best alpha" in md
 
 
 def test_gc_trajectories_cover_every_task_from_one_start_per_task(tiny_repo):

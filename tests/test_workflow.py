@@ -107,7 +107,15 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
     proc = run_tool([*SNAKE, "-n", "-p", "--forceall", "--cores", "2", *args], REPO)
     assert "INFO:snakemake" not in proc.stdout + proc.stderr  # each message once (not again via root)
     counts = job_counts(proc.stdout)
-    per_seed = ("label", "train_cfgrl", "train_awr", "train_awf", "evaluate")
+    per_seed = (
+        "label",
+        "train_cfgrl",
+        "train_awr",
+        "train_awf",
+        "train_fql",
+        "evaluate",
+        "evaluate_extraction",
+    )
     gc = 1  # every profile has one goal-conditioned env
     assert counts == {
         "dataset": envs,
@@ -139,9 +147,9 @@ def test_paper_gc_profile_expands_table_3_on_8_seeds():
 @pytest.mark.parametrize(
     "profile, n_stages",
     [
-        (None, 17 + 6),  # 2 envs x 1 seed: 2 x (dataset, plot, render) + 2 x 5 per-seed stages + aggregate
-        ("paper", 9 * 3 + 9 * 4 * 5 + 1 + 2 + 4 * 3 + 4),  # Table 1: 9 envs x 4 seeds (+ gc: 1 env x 4 seeds)
-        ("paper_ogbench", 9 * 3 + 9 * 4 * 5 + 1 + 2 + 4 * 3 + 4),  # Table 2: 9 envs x 4 seeds
+        (None, 21 + 6),  # 2 envs x 1 seed: 2 x (dataset, plot, render) + 2 x 7 per-seed stages + aggregate
+        ("paper", 9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * 3 + 4),  # Table 1: 9 envs x 4 seeds (+ gc: 1 env x 4 seeds)
+        ("paper_ogbench", 9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * 3 + 4),  # Table 2: 9 envs x 4 seeds
     ],
 )
 def test_snakemake_and_dvc_build_the_same_dag(profile, n_stages, tmp_path):
@@ -281,7 +289,7 @@ def tiny2_run(tmp_path_factory) -> tuple[Path, str]:
 def test_local_profile_runs_tiny2_and_aggregates_over_seeds(tiny2_run):
     repo, _ = tiny2_run
     res = pd.read_csv(repo / "data/aggregate/results.csv")
-    assert set(res.method) == {"cfgrl", "awr", "awf"}
+    assert set(res.method) == {"cfgrl", "awr", "awf", "ifql", "resample_n4", "fql"}
     assert (res.seeds == 2).all() and (res.ci_over == "seeds").all()
     # the aggregate of a setting is the mean over the two seeds' episode means
     ep = pd.concat(pd.read_csv(repo / f"data/evaluate/cheetah-run/seed{s}/episodes.csv") for s in (0, 1))
@@ -302,8 +310,8 @@ def test_parallel_jobs_track_to_one_mlflow_db_without_lock_errors(tiny2_run):
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
     runs = db.execute("select status from runs").fetchall()
-    # dataset + 5 per-seed stages x 2 seeds + plot + render + aggregate; gc_dataset + 4 per seed x 2 + gc_plot
-    assert len(runs) == 1 + 5 * 2 + 1 + 1 + 1 + 1 + 4 * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
+    # dataset + 7 per-seed stages x 2 seeds + plot + render + aggregate; gc_dataset + 4 per seed x 2 + gc_plot
+    assert len(runs) == 1 + 7 * 2 + 1 + 1 + 1 + 1 + 4 * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
 
 
 def dvc_would_run(repo: Path) -> list[str]:
@@ -319,14 +327,15 @@ def edit_params(repo: Path, section: str, key: str, value) -> None:
 def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
     """Snakemake records its jobs in dvc.lock when it ends: dvc repro has nothing to do."""
     repo, out = tiny2_run
-    assert "dvc.lock: recorded the 25 stages of this run" in out  # its 24 jobs + the params slices
+    assert "dvc.lock: recorded the 29 stages of this run" in out  # its 28 jobs + the params slices
     assert dvc_would_run(repo) == []
     assert run_tool(["dvc", "status"], repo).stdout.strip() in ("", "Data and pipelines are up to date.")
 
 
 def test_params_edit_after_snakemake_reruns_exactly_the_affected_dvc_stages(tiny2_run, tmp_path):
     """Outputs made by Snakemake, then an edit of the evaluate section: dvc repro reruns the params
-    slices, the two evaluations and the plot and render stages that read them; nothing else. (The
+    slices, the evaluations that read the key (evaluate; evaluate_extraction reads its timing_repeats)
+    and the plot and render stages that read them; nothing else. (The
     aggregate does not rerun: timing_repeats changes no return, so the plot's outputs come out
     byte-identical and DVC, which compares contents, skips it.)"""
     repo = Path(shutil.copytree(tiny2_run[0], tmp_path / "repo", symlinks=True))
@@ -335,7 +344,8 @@ def test_params_edit_after_snakemake_reruns_exactly_the_affected_dvc_stages(tiny
     ran = sorted(re.findall(r"Running stage '([^']+)'", out))
     env = "cheetah-run"
     assert ran == sorted(
-        ["params", f"evaluate@{env}-0", f"evaluate@{env}-1", f"plot@{env}", f"render@{env}"]
+        ["params", f"plot@{env}", f"render@{env}"]
+        + [f"{s}@{env}-{seed}" for s in ("evaluate", "evaluate_extraction") for seed in (0, 1)]
     ), out
     assert dvc_would_run(repo) == []
 
@@ -358,7 +368,15 @@ def tiny2_dvc(tmp_path_factory) -> tuple[Path, str]:
 def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tiny2_dvc):
     repo, out = tiny2_dvc
     ran = re.findall(r"Running stage '([^']+)'", out)
-    per_seed = ["label", "train_cfgrl", "train_awr", "train_awf", "evaluate"]
+    per_seed = [
+        "label",
+        "train_cfgrl",
+        "train_awr",
+        "train_awf",
+        "train_fql",
+        "evaluate",
+        "evaluate_extraction",
+    ]
     expected = ["params", "dataset@cheetah-run", "plot@cheetah-run", "render@cheetah-run", "aggregate"]
     expected += [f"{s}@cheetah-run-{seed}" for s in per_seed for seed in (0, 1)]
     gc = "pointmaze-medium-navigate"
@@ -374,7 +392,7 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
         " on r.run_uuid = t.run_uuid where t.key = 'seed'"
     ).fetchall()
     runs = [r for r in runs if r[3] in ("0", "1")]
-    assert len(runs) == 5 * 2 + 4 * 2 + 1  # the per-seed stages, and render (on seed 0)
+    assert len(runs) == 7 * 2 + 4 * 2 + 1  # the per-seed stages, and render (on seed 0)
     # wave 2 ran the two seeds' branches at the same time: their spans overlap
     span = {s: [(a, b) for _, a, b, seed in runs if seed == s] for s in ("0", "1")}
     starts = {s: min(a for a, _ in span[s]) for s in span}
@@ -447,7 +465,9 @@ def test_repro_waves_and_jobs():
         "train_cfgrl@cheetah-run-2",
         "train_awr@cheetah-run-2",
         "train_awf@cheetah-run-2",
+        "train_fql@cheetah-run-2",
         "evaluate@cheetah-run-2",
+        "evaluate_extraction@cheetah-run-2",
     ]
     # a branch is every per-(env, seed) stage of dvc.yaml, in the file's (upstream-first) order
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

@@ -15,11 +15,13 @@ parameters and Adam is per-parameter).
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer, ensemble_mlp, mlp, polyak_update
+from pipeline_steps.core.checkpoints import restore_agent
 from pipeline_steps.core.params import LabelParams
 
 
@@ -107,6 +109,22 @@ class IQL(nn.Module):
         info = self.gradient_step(batch)
         polyak_update(self.target_critic, self.critic, self.cfg.polyak)
         return info
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, device="cpu") -> IQL:
+        """The label stage's trained critic (Q ensemble, target Q, V, observation statistics), on `device`."""
+        return restore_agent(
+            path,
+            "iql",
+            lambda c: cls(c["obs_dim"], c["act_dim"], LabelParams.model_validate(c["config"])),
+            device,
+        )
+
+    def q_values(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Q_j(s, a) of the critic the advantages come from (`advantage_critic`: target or online), raw
+        observations in: [n_q, B]. Differentiable in `act` (FQL's actor loss); freeze the critic first."""
+        q_net = self.target_critic if self.cfg.advantage_critic == "target" else self.critic
+        return q_net(self.obs_norm(obs), act)
 
     @torch.no_grad()
     def advantage(self, obs: torch.Tensor, act: torch.Tensor, critic: str = "target") -> torch.Tensor:

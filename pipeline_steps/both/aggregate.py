@@ -36,7 +36,14 @@ from pipeline_steps.core.io import atomic_output, clear_outputs, write_csv_atomi
 from pipeline_steps.core.params import Params  # noqa: E402
 
 log = logging.getLogger(__name__)
-METHOD_NAMES = {"cfgrl": "CFGRL", "awr": "AWR", "awf": "AW-flow"}
+METHOD_NAMES = {"cfgrl": "CFGRL", "awr": "AWR", "awf": "AW-flow", "ifql": "IFQL (argmax of N)", "fql": "FQL"}
+
+
+def method_name(method: str) -> str:
+    """CFGRL, AWR, ...; resample_n32 -> 'resample, N=32'."""
+    if method.startswith("resample_n"):
+        return f"resample, N={method.removeprefix('resample_n')}"
+    return METHOD_NAMES[method]
 
 
 def fmt(mean: float, ci: float) -> str:
@@ -57,7 +64,11 @@ def summarize_env(res: pd.DataFrame) -> dict:
     }
 
     def pick(method: str, setting: float | None, prefix: str) -> None:
-        r = res[res.method == method]
+        r = (
+            res[res.method.str.startswith("resample_n")]
+            if method == "resample"
+            else res[res.method == method]
+        )
         if setting is not None:
             r = r[r.setting == setting]
         if not len(r):
@@ -66,12 +77,17 @@ def summarize_env(res: pd.DataFrame) -> dict:
         row[f"{prefix}_setting"] = float(best.setting)
         row[f"{prefix}_mean"] = scale * float(best[f"{value}_mean"])
         row[f"{prefix}_ci95"] = scale * float(best[f"{value}_ci95"])
+        if method == "resample":  # its N
+            row[f"{prefix}_n"] = float(best.method.removeprefix("resample_n"))
 
     pick("cfgrl", 0.0, "flow_bc")
     pick("cfgrl", 1.0, "cfgrl_w1")
     pick("cfgrl", None, "cfgrl_best")
     pick("awr", None, "awr_best")
     pick("awf", None, "awf_best")
+    pick("ifql", None, "ifql_best")
+    pick("resample", None, "resample_best")
+    pick("fql", None, "fql_best")
     return row
 
 
@@ -81,6 +97,9 @@ COLUMNS = [  # (summary prefix, table header, setting label)
     ("cfgrl_best", "CFGRL best w", "w"),
     ("awr_best", "AWR best 1/beta", "1/beta"),
     ("awf_best", "AW-flow best 1/beta", "1/beta"),
+    ("ifql_best", "IFQL best N", "N"),
+    ("resample_best", "resample best alpha", "alpha"),
+    ("fql_best", "FQL best alpha", "alpha"),
 ]
 
 
@@ -88,6 +107,8 @@ def cell(r: dict, prefix: str, label: str | None) -> str:
     if pd.isna(r.get(f"{prefix}_mean", float("nan"))):
         return "-"
     s = fmt(r[f"{prefix}_mean"], r[f"{prefix}_ci95"])
+    if prefix == "resample_best":
+        return f"{s} (N={r['resample_best_n']:g}, alpha={r['resample_best_setting']:g})"
     return f"{s} ({label}={r[f'{prefix}_setting']:g})" if label else s
 
 
@@ -109,10 +130,14 @@ def markdown(summary: pd.DataFrame) -> str:
 
 def sweep_markdown(res: pd.DataFrame) -> str:
     """Every setting: CFGRL's return (success % for OGBench single-task envs) per w (one row per env),
-    then AWR's and AWF's per 1/beta."""
+    then AWR's and AWF's per 1/beta, IFQL's per N, resampling's and FQL's per alpha."""
     out = []
-    for methods, label in ((["cfgrl"], "w"), (["awr", "awf"], "1/beta")):
+    resample = sorted(m for m in res.method.unique() if m.startswith("resample_n"))
+    groups = ((["cfgrl"], "w"), (["awr", "awf"], "1/beta"), (["ifql"], "N"), ([*resample, "fql"], "alpha"))
+    for methods, label in groups:
         r = res[res.method.isin(methods)]
+        if not len(r):
+            continue
         settings = sorted(r.setting.unique())
         out.append("| env | method | " + " | ".join(f"{label}={s:g}" for s in settings) + " |")
         out.append("|" + "---|" * (2 + len(settings)))
@@ -126,7 +151,7 @@ def sweep_markdown(res: pd.DataFrame) -> str:
                 else "-"
                 for s in settings
             ]
-            out.append(f"| {env} | {METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
+            out.append(f"| {env} | {method_name(method)} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -169,6 +194,11 @@ HEADLINE = {  # metrics.json key: summary column (a setting the params do not ha
     "awr_best": "awr_best_mean",
     "awr_best_inv_beta": "awr_best_setting",
     "awf_best": "awf_best_mean",
+    "ifql_best": "ifql_best_mean",
+    "ifql_best_n": "ifql_best_setting",
+    "resample_best": "resample_best_mean",
+    "fql_best": "fql_best_mean",
+    "fql_best_alpha": "fql_best_setting",
 }
 
 

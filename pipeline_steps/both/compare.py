@@ -21,13 +21,15 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from pipeline_steps.core.figures import knob
+
 KEY = ["half", "env", "setting"]
 
 
 def offline_table(path: Path) -> pd.DataFrame:
     """results.csv -> one row per (env, setting): mean, lo, hi (the 95% t-interval)."""
     r = pd.read_csv(path)
-    label = [f"{m} {'w' if m == 'cfgrl' else '1/beta'}={s:g}" for m, s in zip(r.method, r.setting)]
+    label = [f"{m} {knob(m)}={s:g}" for m, s in zip(r.method, r.setting)]
     return pd.DataFrame(
         {
             "half": "offline RL (return)",

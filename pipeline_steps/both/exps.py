@@ -86,6 +86,8 @@ def params_text(table: list[dict], width: int = WIDTH) -> str:
 COLUMNS = {
     "flow_bc": "flow_bc", "cfgrl_w1": "cfgrl_w1", "cfgrl_best": "cfgrl_best", "cfgrl_best_w": "(w)",
     "awr_best": "awr_best", "awr_best_inv_beta": "(1/beta)", "awf_best": "awf_best",
+    "ifql_best": "ifql_best", "ifql_best_n": "(N)", "resample_best": "resample_best",
+    "fql_best": "fql_best", "fql_best_alpha": "(alpha)",
     "success_data_policy": "data_policy", "success_gcbc": "gcbc", "success_flow_gcbc": "flow_gcbc",
     "success_w1": "cfgrl_w1", "success_best": "cfgrl_best", "success_best_w": "(w)",
 }  # fmt: skip

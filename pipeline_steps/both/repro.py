@@ -6,7 +6,7 @@ lock (it holds it only around each stage's status check and bookkeeping), so sev
 `dvc --wait-for-lock` makes them queue for that lock instead of failing. This driver runs the DAG in waves:
   0. the params stage (data/params/<key>.json, which every stage reads: pipeline_steps/both/params_slices.py);
   1. dataset@<env> for every env and gc_dataset@<env> for every goal-conditioned env;
-  2. every (env, seed) branch: its BRANCH_STAGES (label, the three trainings, evaluation), and every
+  2. every (env, seed) branch: its BRANCH_STAGES (label, the four trainings, both evaluations), and every
      (goal-conditioned env, seed) branch: its GC_BRANCH_STAGES (three trainings, evaluation), upstream first,
      with `--single-item`: DVC write-locks the outputs of every stage it checks, so two branches
      checking their shared dataset@<env> at once would fail; wave 1 has brought it up to date;
@@ -37,7 +37,15 @@ class ReproError(RuntimeError):
 
 
 # dvc.yaml's per-(env, seed) stages (its `matrix` stages), each after the ones it reads
-BRANCH_STAGES = ("label", "train_cfgrl", "train_awr", "train_awf", "evaluate")
+BRANCH_STAGES = (
+    "label",
+    "train_cfgrl",
+    "train_awr",
+    "train_awf",
+    "train_fql",
+    "evaluate",
+    "evaluate_extraction",
+)
 GC_BRANCH_STAGES = ("train_gc", "gc_evaluate")  # train_gc: one stage per algo (its matrix's last key)
 
 

@@ -18,6 +18,16 @@ def save(fig, path: Path, dpi: int = 120) -> None:
     plt.close(fig)
 
 
+def knob(method: str) -> str:
+    """The setting a method of results.csv is swept over: w (CFGRL), 1/beta (AWR, AW-flow), N (IFQL's
+    candidates), alpha (resampling's temperature, FQL's distillation weight)."""
+    if method == "cfgrl":
+        return "w"
+    if method in ("awr", "awf"):
+        return "1/beta"
+    return "N" if method == "ifql" else "alpha"
+
+
 def metric(table: pd.DataFrame) -> str:
     """What an env's results are judged by: 'success' where its episodes report it (OGBench single-task
     envs: the success rate, their reported metric), else 'return'."""

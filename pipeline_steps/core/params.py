@@ -244,6 +244,53 @@ class AwfParams(_Strict):
 
 
 # --------------------------------------------------------------------------------------------
+# train_fql stage and evaluate_extraction: policy extraction from flow BC on the label critic, method.md §10
+# --------------------------------------------------------------------------------------------
+def _unique(name: str, v: list) -> list:
+    if len(set(v)) != len(v):
+        raise ValueError(f"duplicate value in {name} {v}")
+    return v
+
+
+class FqlParams(_Strict):
+    steps: PosInt = Field(description="gradient steps (all alphas trained side by side)")
+    batch_size: PosInt = Field(description="minibatch size")
+    hidden: list[PosInt] = Field(min_length=1, description="hidden sizes of the one-step policy MLP mu(s, z)")
+    layer_norm: bool = Field(description="LayerNorm in the one-step policy MLP")
+    lr: PosFloat = Field(description="Adam learning rate")
+    alphas: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, description="distillation weights alpha, one one-step policy each"
+    )
+    flow_steps: PosInt = Field(description="Euler steps of the flow-BC teacher a_T(s, z)")
+    normalize_q: bool = Field(description="scale the Q term by lambda = 1 / mean|Q| (FQL's normalize_q_loss)")
+    normalize_obs: bool = Field(description="normalise mu's observations by dataset mean/std")
+    log_every: PosInt = Field(description="log losses every N steps")
+
+    @field_validator("alphas")
+    @classmethod
+    def _unique_alphas(cls, v: list[float]) -> list[float]:
+        return _unique("alphas", v)
+
+
+class ExtractionParams(_Strict):
+    candidates: list[PosInt] = Field(
+        min_length=1, description="N of argmax_i Q(s, a_i) over N flow-BC candidates (IFQL / IDQL)"
+    )
+    resample_candidates: list[PosInt] = Field(
+        description="N of resampling with softmax(alpha A(s, a_i)) over N candidates (empty: none)"
+    )
+    resample_alphas: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        description="alpha values of that resampling"
+    )
+    flow_steps: PosInt = Field(description="Euler steps of each candidate")
+
+    @field_validator("candidates", "resample_candidates", "resample_alphas")
+    @classmethod
+    def _unique_values(cls, v: list, info) -> list:
+        return _unique(info.field_name, v)
+
+
+# --------------------------------------------------------------------------------------------
 # evaluate stage
 # --------------------------------------------------------------------------------------------
 class EvaluateParams(_Strict):
@@ -346,6 +393,8 @@ class Params(_Strict):
     train_cfgrl: CfgrlParams
     train_awr: AwrParams
     train_awf: AwfParams
+    train_fql: FqlParams
+    extraction: ExtractionParams
     evaluate: EvaluateParams
     render: RenderParams
     gc_dataset: GcDatasetParams
@@ -377,6 +426,21 @@ class Params(_Strict):
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"duplicate seed in {seeds}")
         return seeds
+
+    @model_validator(mode="after")
+    def _flow_steps_on_the_grid(self) -> Params:
+        """FQL's teacher and the rejection candidates integrate train_cfgrl's flow: with t on its grid
+        {j/n}, their step times i/k are on it only when k divides n."""
+        net = self.train_cfgrl
+        if net.time_sampling == "grid":
+            for key, k in (("train_fql.flow_steps", self.train_fql.flow_steps),
+                           ("extraction.flow_steps", self.extraction.flow_steps)):  # fmt: skip
+                if net.flow_steps % k:
+                    raise ValueError(
+                        f"{key} {k} must divide train_cfgrl.flow_steps {net.flow_steps} (time_sampling "
+                        "grid: the network saw only t = j / flow_steps)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _source_complete(self) -> Params:

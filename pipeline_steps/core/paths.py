@@ -35,6 +35,10 @@ def awf_dir(env: str, seed: int) -> Path:
     return DATA / "train_awf" / env / f"seed{seed}"
 
 
+def fql_dir(env: str, seed: int) -> Path:
+    return DATA / "train_fql" / env / f"seed{seed}"
+
+
 def check_env_seed(params, env: str, seed: int | None = None) -> None:
     """A stage CLI only runs envs and seeds that params.yaml declares (so outputs match the DAG)."""
     import typer
@@ -47,6 +51,10 @@ def check_env_seed(params, env: str, seed: int | None = None) -> None:
 
 def evaluate_dir(env: str, seed: int) -> Path:
     return DATA / "evaluate" / env / f"seed{seed}"
+
+
+def evaluate_extraction_dir(env: str, seed: int) -> Path:
+    return DATA / "evaluate_extraction" / env / f"seed{seed}"
 
 
 def plots_dir(env: str) -> Path:

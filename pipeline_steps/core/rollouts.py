@@ -28,7 +28,7 @@ from pipeline_steps.envs.dmc import make_env
 ActFn = Callable[[torch.Tensor, np.ndarray], torch.Tensor]  # (obs [N, O], env indices [N]) -> [N, A]
 
 
-_RESET_TAG, _NOISE_TAG = 7, 8  # separate evaluation seeds from the dataset's collection seeds
+_RESET_TAG, _NOISE_TAG, _EXTRA_TAG = 7, 8, 9  # evaluation seeds apart from the dataset's collection seeds
 
 
 def eval_reset_seed(seed: int, episode: int) -> int:
@@ -39,6 +39,12 @@ def eval_reset_seed(seed: int, episode: int) -> int:
 def eval_noise_seed(seed: int, episode: int) -> int:
     """Seed of the flow noise of evaluation episode `episode`: shared by every w (common random numbers)."""
     return int(np.random.SeedSequence([_NOISE_TAG, seed, episode]).generate_state(1, np.uint32)[0])
+
+
+def eval_extra_noise_seed(seed: int, episode: int) -> int:
+    """Seed of the extra noise of evaluation episode `episode` (rejection sampling's other candidates and
+    its resampling draw), beside eval_noise_seed's stream (candidate 0's noise, shared with CFGRL)."""
+    return int(np.random.SeedSequence([_EXTRA_TAG, seed, episode]).generate_state(1, np.uint32)[0])
 
 
 class NoiseStreams:
@@ -91,13 +97,33 @@ def awr_act_fn(agent, policy_index: np.ndarray) -> ActFn:
 
 
 def awf_act_fn(agent, policy_index: np.ndarray, noise_seeds: list[int]) -> ActFn:
-    """Env i acts with advantage-weighted flow net policy_index[i] and its own noise stream."""
+    """Env i acts with policy policy_index[i] of an ensemble that maps noise to actions (AW-flow's velocity
+    nets, FQL's one-step policies: sample_actions(obs, noise) -> [K, n, A]) and its own noise stream."""
     dev = module_device(agent)
     streams = NoiseStreams(noise_seeds, agent.act_dim, device=dev)
 
     def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
         actions = agent.sample_actions(obs.to(dev), noise=streams.next(idx)).cpu()  # [K, n, A]
         return actions[policy_index[idx], torch.arange(len(idx))]
+
+    return act
+
+
+def rejection_act_fn(
+    sampler, counts: np.ndarray, alphas: np.ndarray, noise_seeds: list[int], extra_seeds: list[int]
+) -> ActFn:
+    """Env i acts with rejection sampling over counts[i] flow-BC candidates, argmax (alphas[i] = inf) or
+    resampling at alphas[i]; candidate 0 takes env i's CFGRL noise stream (so N = 1 is flow BC), the
+    others and the resampling draw take a second stream (seeded extra_seeds[i])."""
+    dev = module_device(sampler.bc)
+    streams = NoiseStreams(noise_seeds, sampler.act_dim, device=dev)
+    width = (int(counts.max()) - 1) * sampler.act_dim + 1
+    extra = NoiseStreams(extra_seeds, width, block=100, device=dev)  # smaller blocks: wide rows
+    counts_all, alphas_all = torch.as_tensor(counts), torch.as_tensor(alphas, dtype=torch.float32)
+
+    def act(obs: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        args = (counts_all[idx].to(dev), alphas_all[idx].to(dev), streams.next(idx), extra.next(idx))
+        return sampler.sample_actions(obs.to(dev), *args).cpu()
 
     return act
 

@@ -252,7 +252,9 @@ STAGE_SECTIONS = {
     "train_cfgrl": ("train_cfgrl", "runtime"),
     "train_awr": ("train_awr", "runtime"),
     "train_awf": ("train_awf", "train_cfgrl", "runtime"),
+    "train_fql": ("train_fql", "runtime"),
     "evaluate": ("evaluate", "runtime"),
+    "evaluate_extraction": ("extraction", "evaluate", "runtime"),
     "plot": ("seeds",),
     "render": ("render", "seeds", "runtime"),
     "aggregate": ("envs", "gc_envs", "seeds"),
@@ -270,7 +272,9 @@ LAST_OUTPUT = {
     "train_cfgrl": "policy.pt",
     "train_awr": "policies.pt",
     "train_awf": "policies.pt",
+    "train_fql": "policies.pt",
     "evaluate": "episodes.csv",
+    "evaluate_extraction": "episodes.csv",
     "plot": "results.csv",
     "render": "render.json",
     "aggregate": "summary.md",
@@ -301,7 +305,9 @@ def backfill(params_path: Path = Path("params.yaml")) -> int:
                 ("train_cfgrl", paths.cfgrl_dir),
                 ("train_awr", paths.awr_dir),
                 ("train_awf", paths.awf_dir),
+                ("train_fql", paths.fql_dir),
                 ("evaluate", paths.evaluate_dir),
+                ("evaluate_extraction", paths.evaluate_extraction_dir),
             ):
                 jobs.append((stage, env, seed, where(env, seed)))
         jobs.append(("plot", env, None, paths.plots_dir(env)))

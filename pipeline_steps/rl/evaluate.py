@@ -29,10 +29,10 @@ from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.core import paths, stage
 from pipeline_steps.core.device import module_device, setup_torch
 from pipeline_steps.core.episodes import load_transitions
+from pipeline_steps.core.evaluation import check_dims, episode_table, summarize, time_per_action
 from pipeline_steps.core.io import clear_outputs, write_csv_atomic, write_json_atomic
 from pipeline_steps.core.params import Params
 from pipeline_steps.core.rollouts import (
-    Rollouts,
     awf_act_fn,
     awr_act_fn,
     cfgrl_act_fn,
@@ -40,21 +40,8 @@ from pipeline_steps.core.rollouts import (
     eval_reset_seed,
     run_lockstep,
 )
-from pipeline_steps.core.stats import ci95
-from pipeline_steps.envs.dmc import make_env
 
 log = logging.getLogger(__name__)
-
-
-def check_dims(env_name: str, obs_dim: int, act_dim: int, what: str) -> None:
-    env = make_env(env_name)
-    want = (env.observation_space.shape[0], env.action_space.shape[0])
-    env.close()
-    if (obs_dim, act_dim) != want:
-        raise ValueError(
-            f"{what}: trained for observation size {obs_dim} / action size {act_dim}, "
-            f"but {env_name} has {want[0]} / {want[1]}"
-        )
 
 
 @torch.no_grad()
@@ -67,18 +54,6 @@ def drift_from_bc(agent: CFGRL, obs: torch.Tensor, ws: list[float], seed: int) -
     return {w: float((agent.sample_actions(obs, w, noise=noise) - a_bc).square().sum(-1).mean()) for w in ws}
 
 
-@torch.no_grad()
-def time_per_action(fn, repeats: int) -> float:
-    """Median wall-clock seconds of fn() (one action for one state)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def score(summary: pd.DataFrame) -> str:
     """The column a setting is ranked by: success_mean where the env reports success (OGBench: the
     reported metric), else return_mean."""
@@ -88,42 +63,6 @@ def score(summary: pd.DataFrame) -> str:
 def setting_name(method: str, setting: float) -> str:
     """'cfgrl/w=1.5', 'awr/inv_beta=10' or 'awf/inv_beta=3'."""
     return f"{method}/{'w' if method == 'cfgrl' else 'inv_beta'}={setting:g}"
-
-
-def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: mean, std and 95% CI of the return (and of the success, where episodes have it)."""
-    values = ["return"] + (["success"] if "success" in episodes else [])
-    rows = []
-    for (method, setting), g in episodes.groupby(["method", "setting"], sort=False):
-        row = {"method": method, "setting": setting, "episodes": len(g)}
-        for v in values:
-            r = g[v].to_numpy()
-            row |= {
-                f"{v}_mean": r.mean(),
-                f"{v}_std": r.std(ddof=1) if len(r) > 1 else 0.0,
-                f"{v}_ci95": ci95(r),
-            }
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def episode_table(method: str, settings: list[float], seed: int, rollouts: Rollouts) -> pd.DataFrame:
-    """One row per episode of a lockstep sweep run setting-major (all episodes of settings[0] first);
-    a `success` column (0 / 1) where the env reports success (OGBench)."""
-    n_ep = len(rollouts.returns) // len(settings)
-    table = pd.DataFrame(
-        {
-            "method": method,
-            "setting": np.repeat(settings, n_ep),
-            "seed": seed,
-            "episode": np.tile(np.arange(n_ep), len(settings)),
-            "return": rollouts.returns,
-            "length": rollouts.lengths,
-        }
-    )
-    if not np.isnan(rollouts.successes).all():
-        table["success"] = rollouts.successes
-    return table
 
 
 def run(

@@ -1,8 +1,9 @@
 """Stage `plot`: PNG figures of one env, built only from the stage output files.
 
-Reads data/evaluate/<env>/seed*/summary.csv + episodes.csv, data/dataset/<env>/stats.json,
-data/label/<env>/seed*/labels.npz + metrics.json, data/train_{awr,awf}/<env>/seed*/train_log.csv and
-data/train_cfgrl/<env>/seed*/metrics.json. Writes to data/plots/<env>/:
+Reads data/evaluate/<env>/seed*/summary.csv + episodes.csv, data/evaluate_extraction/<env>/seed*/
+episodes.csv, data/dataset/<env>/stats.json, data/label/<env>/seed*/labels.npz + metrics.json,
+data/train_{awr,awf}/<env>/seed*/train_log.csv and data/train_cfgrl/<env>/seed*/metrics.json.
+Writes to data/plots/<env>/:
   return_vs_w.png            CFGRL return vs w (symlog axis, 95% CI band, one dot per seed), AWR's and
                              advantage-weighted flow's return vs 1/beta on the same axis, reference
                              lines for the dataset's mean return and flow BC (w = 0); OGBench
@@ -14,6 +15,8 @@ data/train_cfgrl/<env>/seed*/metrics.json. Writes to data/plots/<env>/:
   weight_concentration.png   AWR weight ESS fraction / top-1% share over training vs CFGRL's loss weights
   training_curves.png        losses of the label, train_cfgrl, train_awr and train_awf stages over training
   return_over_training.png   the periodic evaluation during training (train_cfgrl / train_awr eval_every)
+  extraction.png             rejection sampling (IFQL argmax over N, resampling over alpha) and FQL over
+                             alpha beside CFGRL's and AWR's lines (data/evaluate_extraction)
   results.csv                the numbers behind return_vs_w.png (mean and 95% CI per setting; success_*
                              columns too where the env reports success)
 """
@@ -118,6 +121,69 @@ def plot_return_vs_drift(res: pd.DataFrame, seeds: pd.DataFrame, env: str, path:
     ax.set_title(f"{env}: return vs departure from the behaviour policy", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    save(fig, path)
+
+
+def plot_extraction(res: pd.DataFrame, env: str, path: Path, value: str = "return") -> None:
+    """The extraction methods on one critic, each over its own knob (95% CI bars): IFQL's argmax over N
+    candidates, resampling over alpha (one line per N), FQL over alpha; CFGRL at w = 1 and at its best
+    w, flow BC (w = 0) and AWR's best 1/beta as reference lines in every panel."""
+    mean, ci = f"{value}_mean", f"{value}_ci95"
+    c = res[res.method == "cfgrl"]
+    refs = [
+        ("flow BC (w = 0)", c[c.setting == 0.0], "gray", ":"),
+        ("CFGRL w = 1", c[c.setting == 1.0], "C0", "-"),
+    ]
+    if len(c):
+        best = c.loc[c[mean].idxmax()]
+        refs.append((f"CFGRL best (w = {best.setting:g})", c[c.setting == best.setting], "C0", "--"))
+    awr = res[res.method == "awr"]
+    if len(awr):
+        best = awr.loc[awr[mean].idxmax()]
+        refs.append((f"AWR best (1/beta = {best.setting:g})", awr[awr.setting == best.setting], "C3", "--"))
+    resample = sorted(m for m in res.method.unique() if m.startswith("resample_n"))
+    panels = [
+        ("rejection: argmax_i Q(s, a_i)", ["ifql"], "candidates N (log)"),
+        ("rejection: i ~ softmax(alpha A)", resample, "alpha (log)"),
+        ("FQL one-step policy", ["fql"], "distillation weight alpha (log)"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), sharey=True)
+    for ax, (title, methods, xlabel) in zip(axes, panels):
+        lines = []
+        for i, m in enumerate(methods):
+            g = res[res.method == m].sort_values("setting")
+            label = f"N = {m.removeprefix('resample_n')}" if m.startswith("resample_n") else m.upper()
+            lines.append(
+                ax.errorbar(
+                    g.setting,
+                    g[mean],
+                    yerr=g[ci].fillna(0),
+                    fmt="o-",
+                    color=f"C{i + 4}",
+                    capsize=3,
+                    label=label,
+                )
+            )
+        refs_drawn = [
+            ax.axhline(float(r[mean].iloc[0]), color=color, ls=ls, lw=1, label=name)
+            for name, r, color, ls in refs
+            if len(r)
+        ]
+        settings = res[res.method.isin(methods)].setting
+        if methods == ["ifql"]:
+            ax.set_xscale("log", base=2)
+        elif (settings == 0).any():  # alpha = 0 (FQL without distillation) has no place on a log axis
+            ax.set_xscale("symlog", linthresh=0.1)
+        else:
+            ax.set_xscale("log")
+        handles = lines + (refs_drawn if ax is axes[0] else [])  # the reference lines: named once
+        if handles:
+            ax.legend(handles=handles, fontsize=7, loc="best")
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("success rate" if value == "success" else "episode return")
+    fig.suptitle(f"{env}: policy extraction from one critic", fontsize=11)
     save(fig, path)
 
 
@@ -291,7 +357,13 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
     clear_outputs(out_dir, ("results.csv",))  # results.csv, written last, marks a finished plot stage
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = params.seeds
-    episodes = pd.concat([pd.read_csv(paths.evaluate_dir(env, s) / "episodes.csv") for s in seeds])
+    episodes = pd.concat(
+        [
+            pd.read_csv(d(env, s) / "episodes.csv")
+            for s in seeds
+            for d in (paths.evaluate_dir, paths.evaluate_extraction_dir)
+        ]
+    )
     summaries = pd.concat(
         [pd.read_csv(paths.evaluate_dir(env, s) / "summary.csv").assign(seed=s) for s in seeds],
         ignore_index=True,
@@ -306,6 +378,7 @@ def run(params: Params, env: str, out_dir: Path) -> pd.DataFrame:
     plot_return_vs_w(res, dataset_line, env, out_dir / "return_vs_w.png", per_seed, value)
     plot_drift(summaries, env, out_dir / "drift_vs_w.png")
     plot_return_vs_drift(res, per_seed, env, out_dir / "return_vs_drift.png")
+    plot_extraction(res, env, out_dir / "extraction.png", value)
     advs = {s: np.load(paths.label_dir(env, s) / "labels.npz")["advantages"] for s in seeds}
     label_metrics = {s: json.loads((paths.label_dir(env, s) / "metrics.json").read_text()) for s in seeds}
     plot_advantages(

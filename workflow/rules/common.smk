@@ -125,6 +125,16 @@ def awf_outputs(env, seed):
     return [f"{d}/policies.pt", f"{d}/train_log.csv", f"{d}/metrics.json"]
 
 
+def fql_outputs(env, seed):
+    d = f"data/train_fql/{env}/seed{seed}"
+    return [f"{d}/policies.pt", f"{d}/train_log.csv", f"{d}/metrics.json"]
+
+
+def evaluate_extraction_outputs(env, seed):
+    d = f"data/evaluate_extraction/{env}/seed{seed}"
+    return [f"{d}/episodes.csv", f"{d}/summary.csv", f"{d}/metrics.json"]
+
+
 def evaluate_outputs(env, seed):
     d = f"data/evaluate/{env}/seed{seed}"
     return [f"{d}/episodes.csv", f"{d}/summary.csv", f"{d}/metrics.json"]
@@ -139,6 +149,7 @@ PLOT_FILES = [
     "weight_concentration.png",
     "training_curves.png",
     "return_over_training.png",
+    "extraction.png",
 ]
 
 

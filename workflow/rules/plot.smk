@@ -1,4 +1,4 @@
-# dvc.yaml's plot stage depends on the directories data/{label,train_*,evaluate}/<env>: here, every
+# dvc.yaml's plot stage depends on the directories data/{label,train_*,evaluate*}/<env>: here, every
 # file the upstream stages write there, for every seed of params
 rule plot:
     input:
@@ -9,6 +9,8 @@ rule plot:
         train_awr=lambda wc: [f for s in SEEDS for f in awr_outputs(wc.env, s)],
         train_awf=lambda wc: [f for s in SEEDS for f in awf_outputs(wc.env, s)],
         evaluate=lambda wc: [f for s in SEEDS for f in evaluate_outputs(wc.env, s)],
+        train_fql=lambda wc: [f for s in SEEDS for f in fql_outputs(wc.env, s)],
+        evaluate_extraction=lambda wc: [f for s in SEEDS for f in evaluate_extraction_outputs(wc.env, s)],
         params=slices("plot@{env}", "seeds"),
     output:
         [f"data/plots/{{env}}/{f}" for f in PLOT_FILES],
