@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint deps install clean-venv results gc-results gc-large breadth compare exps
+.PHONY: repro test lint deps install clean-venv results results-rl gc-results gc-large breadth compare exps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,9 +50,13 @@ deps: $(STAMP)
 # jobs at a time here) and the label ablations on seed 0 (two at a time). Writes the results profile's
 # outputs into data/ (`dvc repro` afterwards brings back the default profile's).
 RESULTS := docs/results
-results: $(STAMP)
-	snakemake --profile workflow/profiles/local --configfile profiles/results.yaml
+results: results-rl
 	python experiments/label_ablations.py --params profiles/results.yaml --out $(RESULTS)/ablations.csv
+	$(MAKE) gc-results
+
+# the offline-RL half of `make results`: the 3-seed Snakemake run and its copies into docs/results/
+results-rl: $(STAMP)
+	snakemake --profile workflow/profiles/local --configfile profiles/results.yaml
 	mkdir -p $(RESULTS)
 	cp data/aggregate/results.csv data/aggregate/summary.csv data/aggregate/summary.md $(RESULTS)/
 	cp data/aggregate/return_vs_w.png $(RESULTS)/return_vs_w.png
@@ -60,10 +64,13 @@ results: $(STAMP)
 	for env in walker-run cheetah-run; do \
 	  for fig in return_vs_w drift_vs_w return_vs_drift advantage_hist weight_concentration training_curves return_over_training; do \
 	    cp data/plots/$${env}/$${fig}.png $(RESULTS)/$${env}_$${fig}.png; done; \
+	  cp data/plots/$${env}/extraction.png $(RESULTS)/$${env}_extraction.png; \
 	  if [ -f data/render/$${env}/frames.png ]; then cp data/render/$${env}/frames.png $(RESULTS)/$${env}_frames.png; fi; \
 	  for seed in 0 1 2; do \
-	    cp data/evaluate/$${env}/seed$${seed}/summary.csv $(RESULTS)/per_seed/$${env}_seed$${seed}_summary.csv; done; done
-	$(MAKE) gc-results
+	    cp data/evaluate/$${env}/seed$${seed}/summary.csv $(RESULTS)/per_seed/$${env}_seed$${seed}_summary.csv; \
+	    cp data/evaluate_extraction/$${env}/seed$${seed}/summary.csv $(RESULTS)/per_seed/$${env}_seed$${seed}_extraction_summary.csv; \
+	    cp data/evaluate_extraction/$${env}/seed$${seed}/metrics.json $(RESULTS)/per_seed/$${env}_seed$${seed}_extraction_metrics.json; \
+	    cp data/train_fql/$${env}/seed$${seed}/metrics.json $(RESULTS)/per_seed/$${env}_seed$${seed}_train_fql_metrics.json; done; done
 
 # the goal-conditioned half of docs/results: a profile's gc_env on its 3 seeds (Snakemake, only the gc_*
 # jobs), copied into docs/results/<dir>/. gc-results: the results profile's pointmaze-medium (default

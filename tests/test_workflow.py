@@ -488,15 +488,15 @@ def test_repro_failed_branch_lets_its_wave_finish_then_stops(monkeypatch):
 
     def fake_dvc_repro(args: list[str]) -> int:
         calls.append(args[-1] if args else "all")
-        return 1 if args and args[-1] == "evaluate@walker-run-1" else 0
+        return 1 if args and args[-1] == "evaluate_extraction@walker-run-1" else 0
 
     monkeypatch.setattr(driver, "dvc_repro", fake_dvc_repro)
     monkeypatch.setattr(driver.tracking, "init_store", lambda: None)
     p = load_params(REPO / "profiles" / "results.yaml")
-    with pytest.raises(driver.ReproError, match="failed up to evaluate@walker-run-1"):
+    with pytest.raises(driver.ReproError, match="failed up to evaluate_extraction@walker-run-1"):
         driver.repro(p, 2)
     # every branch of the failed wave ran; the final plain `dvc repro` did not
-    branches = [f"evaluate@{e}-{s}" for e in ("walker-run", "cheetah-run") for s in (0, 1, 2)]
+    branches = [f"evaluate_extraction@{e}-{s}" for e in ("walker-run", "cheetah-run") for s in (0, 1, 2)]
     branches += [f"gc_evaluate@pointmaze-medium-navigate-{s}" for s in (0, 1, 2)]
     datasets = ["dataset@cheetah-run", "dataset@walker-run", "gc_dataset@pointmaze-medium-navigate"]
     assert calls[0] == "params" and sorted(calls[1:4]) == datasets

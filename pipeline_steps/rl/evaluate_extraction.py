@@ -90,8 +90,9 @@ def run(
     dev = setup_torch(seed, params.runtime).device
     cfgrl, critic = CFGRL.from_checkpoint(cfgrl_path, dev), IQL.from_checkpoint(critic_path, dev)
     fql, awr = FQL.from_checkpoint(fql_path, dev), AWR.from_checkpoint(awr_path, dev)
-    for what, agent in ((cfgrl_path, cfgrl), (critic_path, critic), (fql_path, fql)):
-        check_dims(env, agent.obs_norm.mean.shape[0], cfgrl.act_dim, str(what))
+    for what, agent, act_dim in ((cfgrl_path, cfgrl, cfgrl.act_dim), (fql_path, fql, fql.act_dim)):
+        check_dims(env, agent.obs_norm.mean.shape[0], act_dim, str(what))
+    check_dims(env, critic.obs_norm.mean.shape[0], cfgrl.act_dim, str(critic_path))  # Q(s, a) of the same a
     sampler = RejectionSampler(cfgrl, critic, cfg.flow_steps)
     reset_seeds = [eval_reset_seed(seed, e) for e in range(n_ep)]
     noise_seeds = [eval_noise_seed(seed, e) for e in range(n_ep)]
