@@ -781,6 +781,8 @@ def _tiny_stage_params(**over):
             "train_cfgrl.hidden": [8],
             "train_cfgrl.batch_size": 16,
             "train_cfgrl.flow_steps": 4,
+            "train_fql.flow_steps": 4,  # on the 4-step grid
+            "extraction.flow_steps": 4,
             "train_awr.steps": 6,
             "train_awr.log_every": 2,
             "train_awr.hidden": [8],

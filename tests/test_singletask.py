@@ -19,7 +19,17 @@ from pipeline_steps.core.params import ParamsError
 from pipeline_steps.envs import names, ogbench_single
 from pipeline_steps.envs.dmc import make_env
 from pipeline_steps.envs.names import check_env_name
-from pipeline_steps.rl import dataset, evaluate, label, plot, train_awf, train_awr, train_cfgrl
+from pipeline_steps.rl import (
+    dataset,
+    evaluate,
+    evaluate_extraction,
+    label,
+    plot,
+    train_awf,
+    train_awr,
+    train_cfgrl,
+    train_fql,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 MAZE = "pointmaze-large-navigate-singletask"
@@ -141,11 +151,16 @@ def singletask_repo(tmp_path_factory):
             "dataset.ogbench.generate.episode_steps": 301,
             **{
                 f"{s}.{k}": v
-                for s in ("label", "train_cfgrl", "train_awr", "train_awf")
+                for s in ("label", "train_cfgrl", "train_awr", "train_awf", "train_fql")
                 for k, v in (("steps", 40), ("log_every", 20), ("batch_size", 64))
             },  # fmt: skip
-            **{f"{s}.hidden": [32, 32] for s in ("label", "train_cfgrl", "train_awr")},
+            **{f"{s}.hidden": [32, 32] for s in ("label", "train_cfgrl", "train_awr", "train_fql")},
+            "train_fql.alphas": [1.0],
+            "extraction.candidates": [1, 4],
+            "extraction.resample_candidates": [],
             "train_cfgrl.flow_steps": 4,
+            "train_fql.flow_steps": 4,  # on the 4-step grid
+            "extraction.flow_steps": 4,
             "train_awr.inv_betas": [1.0, 10.0],
             "train_awf.inv_betas": [3.0],
             "evaluate.guidance_ws": [0.0, 1.0, 3.0],
@@ -173,8 +188,21 @@ def singletask_repo(tmp_path_factory):
             paths.awf_dir(MAZE, 0) / "policies.pt",
         )
         summary = evaluate.run(p, MAZE, 0, ds, *policies, paths.evaluate_dir(MAZE, 0))
+        critic = paths.label_dir(MAZE, 0) / "critic.pt"
+        train_fql.run(p, MAZE, 0, ds, critic, policies[0], paths.fql_dir(MAZE, 0))
+        fql = paths.fql_dir(MAZE, 0) / "policies.pt"
+        extraction = evaluate_extraction.run(
+            p, MAZE, 0, ds, policies[0], critic, fql, policies[1], paths.evaluate_extraction_dir(MAZE, 0)
+        )
         res = plot.run(p, MAZE, paths.plots_dir(MAZE))
-        yield {"root": root, "params": p, "stats": stats, "summary": summary, "res": res}
+        yield {
+            "root": root,
+            "params": p,
+            "stats": stats,
+            "summary": summary,
+            "res": res,
+            "extraction": extraction,
+        }
     finally:
         mp.undo()
 
@@ -214,6 +242,19 @@ def test_evaluation_reports_the_success_rate(singletask_repo):
     res = pd.read_csv(root / paths.plots_dir(MAZE) / "results.csv")
     assert {"success_mean", "success_ci95"} <= set(res.columns)
     assert plot.metric(res) == "success"
+
+
+def test_extraction_methods_report_the_success_rate_on_the_same_episodes(singletask_repo):
+    """On an OGBench task the extraction methods report success too; IFQL at N = 1 with the trained step
+    count is CFGRL at w = 0, episode by episode (same start states and noise)."""
+    root = singletask_repo["root"]
+    ex = pd.read_csv(root / paths.evaluate_extraction_dir(MAZE, 0) / "episodes.csv")
+    assert ex.success.isin([0.0, 1.0]).all() and set(ex.method) == {"ifql", "fql"}
+    ev = pd.read_csv(root / paths.evaluate_dir(MAZE, 0) / "episodes.csv")
+    bc = ev[(ev.method == "cfgrl") & (ev.setting == 0.0)].sort_values("episode")
+    one = ex[(ex.method == "ifql") & (ex.setting == 1.0)].sort_values("episode")
+    np.testing.assert_array_equal(one["return"].to_numpy(), bc["return"].to_numpy())
+    assert "success_mean" in singletask_repo["extraction"]
 
 
 def test_aggregate_reports_success_percent_beside_a_dm_control_env():
