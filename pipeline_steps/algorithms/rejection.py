@@ -28,9 +28,8 @@ def select(adv: torch.Tensor, alpha: torch.Tensor, u: torch.Tensor) -> torch.Ten
     logits = torch.where(valid, alpha[:, None].clamp(max=1e30) * adv.nan_to_num(neginf=0.0), -torch.inf)
     p = torch.softmax(logits, -1)  # [B, N]
     cdf = p.cumsum(-1)  # [B, N]
-    drawn = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(
-        -1
-    )  # first i with cdf_i > u
+    target = (u * cdf[:, -1])[:, None]  # [B, 1]
+    drawn = torch.searchsorted(cdf, target, right=True).squeeze(-1)  # [B]: first i with cdf_i > u
     drawn = torch.minimum(drawn, valid.sum(-1) - 1)  # rounding at u -> 1
     return torch.where(torch.isinf(alpha), best, drawn)
 
@@ -39,9 +38,8 @@ class RejectionSampler:
     """Flow-BC candidates from a CFGRL checkpoint's w = 0 branch, scored by an IQL critic (both frozen)."""
 
     def __init__(self, bc: CFGRL, critic: IQL, flow_steps: int):
-        bc.sample_bc(
-            torch.zeros(1, bc.obs_norm.mean.shape[0]), torch.zeros(1, bc.act_dim), flow_steps
-        )  # grid check
+        obs_dim = bc.obs_norm.mean.shape[0]
+        bc.sample_bc(torch.zeros(1, obs_dim), torch.zeros(1, bc.act_dim), flow_steps)  # refuses an off-grid k
         self.bc, self.critic, self.flow_steps, self.act_dim = bc, critic, flow_steps, bc.act_dim
 
     @torch.no_grad()
@@ -57,9 +55,7 @@ class RejectionSampler:
         extra [B, E], E >= (max N - 1) * A + 1 (the other candidates' noise, then the resampling's
         uniform through the normal CDF) -> a [B, A]."""
         B, A = len(obs), self.act_dim
-        rows = torch.repeat_interleave(
-            torch.arange(B, device=obs.device), counts
-        )  # [M]: state of each candidate
+        rows = torch.repeat_interleave(torch.arange(B, device=obs.device), counts)  # [M]: each one's state
         first = torch.cumsum(counts, 0) - counts  # [B]: row of candidate 0 of each state
         k = torch.arange(len(rows), device=obs.device) - first[rows]  # [M]: candidate index within its state
         x_0 = noise[rows].clone()  # [M, A]: candidate 0 of each state, CFGRL's noise
@@ -67,10 +63,8 @@ class RejectionSampler:
         cols = ((k[more] - 1) * A)[:, None] + torch.arange(A, device=obs.device)  # [M', A]
         x_0[more] = extra.reshape(-1)[rows[more, None] * extra.shape[1] + cols]
         a = self.bc.sample_bc(obs[rows], x_0, self.flow_steps)  # [M, A]
-        adv = (
-            self.critic.q_values(obs[rows], a).min(0).values
-            - self.critic.value(self.critic.obs_norm(obs))[rows]
-        )
+        q = self.critic.q_values(obs[rows], a).min(0).values  # [M]: min_j Q_j(s, a_i)
+        adv = q - self.critic.value(self.critic.obs_norm(obs))[rows]  # [M]: A(s, a_i)
         table = torch.full((B, int(counts.max())), -torch.inf, device=obs.device)  # [B, N_max]
         table[rows, k] = adv
         u = torch.special.ndtr(extra[:, -1])  # [B] uniform
