@@ -30,7 +30,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
             "extraction.candidates": "[1, 4]",
             "extraction.resample_candidates": "[4]",
             "extraction.resample_alphas": "[1.0, 10.0]",
-            "extraction.flow_steps": "8",  # = train_cfgrl.flow_steps: IFQL at N = 1 is CFGRL at w = 0 (tested)
+            "extraction.flow_steps": "8",  # = train_cfgrl.flow_steps: IFQL at N = 1 is CFGRL at w = 0
             "train_cfgrl.eval_every": "0",  # periodic evaluation off in tests (tests turn it on)
             "train_awr.eval_every": "0",
             "train_awr.inv_betas": "[1.0, 10.0]",
@@ -190,7 +190,8 @@ def set_key(text: str, dotted: str, value: str) -> str:
         m = re.compile(rf"^{indent}{parent}:[^\n]*$", re.M).search(text, pos)
         assert m, f"no section {parent!r} for {dotted}"
         pos, indent = m.end(), indent + "  "
-    m = re.compile(rf"^{indent}{key}:( *)([^#\n]*?) *(#[^\n]*)?\n((?:{indent}- [^\n]*\n)*)", re.M).search(text, pos)
+    line_re = rf"^{indent}{key}:( *)([^#\n]*?) *(#[^\n]*)?\n((?:{indent}- [^\n]*\n)*)"  # + its block list
+    m = re.compile(line_re, re.M).search(text, pos)
     assert m, f"no key {dotted}"
     comment = m.group(3) or ""
     items = re.fullmatch(r"\[(.*)\]", value.strip())
@@ -199,7 +200,10 @@ def set_key(text: str, dotted: str, value: str) -> str:
     else:
         head, body = f"{indent}{key}: {value}", ""
     column = m.start(3) - m.start() if comment else 0  # keep the comment in its column where it fits
-    line = (head.ljust(column - 1) + " " + comment if len(head) < column else f"{head}  {comment}") if comment else head
+    if not comment:
+        line = head
+    else:
+        line = head.ljust(column - 1) + " " + comment if len(head) < column else f"{head}  {comment}"
     return text[: m.start()] + line + "\n" + body + text[m.end() :]
 
 
