@@ -4,9 +4,9 @@
 columns it prints `...` in every cell. This prints what tells experiments apart, as plain text:
 
     experiment      params that differ
-    workspace       evaluate.episodes=10  label.expectile=0.9
-    main 29e9965    evaluate.episodes=10  label.expectile=0.9
-    bushy-yarn      evaluate.episodes=20  label.expectile=0.9
+    workspace       evaluate.episodes=20
+    main 1bf6d3c    evaluate.episodes=10
+    inert-sous      evaluate.episodes=20
 
     walker-run (return)
                     flow_bc  cfgrl_w1  cfgrl_best  (w)  awr_best  (1/beta)  awf_best
@@ -14,8 +14,9 @@ columns it prints `...` in every cell. This prints what tells experiments apart,
 
 one line per experiment (the workspace, the baseline commit, each experiment of it), first the params
 whose values differ between them, then per env the headline numbers of data/aggregate/metrics.json
-(returns; `success_*` for the goal-conditioned envs, as fractions). Extra arguments go to
-`dvc exp show` (e.g. `-A` for every commit's experiments, `-n 3` for the last three commits).
+(returns; for the goal-conditioned envs the success fractions, their `success_` prefix dropped).
+Extra arguments go to `dvc exp show` (e.g. `-A` for every commit's experiments, `-n 3` for the last
+three commits).
 
     python -m pipeline_steps.both.exps [dvc exp show arguments]
 """
