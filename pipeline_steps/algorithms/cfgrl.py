@@ -169,6 +169,16 @@ class CFGRL(nn.Module):
             x = x + self.guided_velocity(obs2, label, x, i / n, w) / n
         return x.clamp(-1.0, 1.0)
 
+    def check_flow_steps(self, n: int) -> int:
+        """n, if n Euler steps keep the flow times i/n on the training grid {j/flow_steps} (always, with
+        t ~ U[0, 1]); else a ValueError naming the divisors to use."""
+        if self.cfg.time_sampling == "grid" and self.cfg.flow_steps % n:
+            raise ValueError(
+                f"flow_steps {n} puts flow times off the training grid {{j/{self.cfg.flow_steps}}}: "
+                f"use a divisor of {self.cfg.flow_steps}"
+            )
+        return n
+
     @torch.no_grad()
     def sample_bc(
         self, obs: torch.Tensor, noise: torch.Tensor, flow_steps: int | None = None
@@ -177,12 +187,7 @@ class CFGRL(nn.Module):
         trained n) from the given x_0: obs [B, O], noise [B, A] -> a [B, A]. The rejection-sampling
         candidates and FQL's teacher (method.md §10). With `time_sampling: grid` the step times i/k
         must lie on the training grid {j/n}: k must divide n."""
-        n = flow_steps or self.cfg.flow_steps
-        if self.cfg.time_sampling == "grid" and self.cfg.flow_steps % n:
-            raise ValueError(
-                f"flow_steps {n} puts flow times off the training grid {{j/{self.cfg.flow_steps}}}: "
-                f"use a divisor of {self.cfg.flow_steps}"
-            )
+        n = self.check_flow_steps(flow_steps or self.cfg.flow_steps)
         obs = self.obs_norm(obs)
         label = torch.full((len(obs),), NULL, device=obs.device)  # [B]
         x = noise

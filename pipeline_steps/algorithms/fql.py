@@ -56,8 +56,7 @@ class FQL(nn.Module):
         """The frozen flow-BC teacher and critic of training (kept out of this module's state dict)."""
         teacher.requires_grad_(False).eval()
         critic.requires_grad_(False).eval()
-        teacher.sample_bc(torch.zeros(1, teacher.obs_norm.mean.shape[0]), torch.zeros(1, self.act_dim),
-                          self.cfg.flow_steps)  # fmt: skip
+        teacher.check_flow_steps(self.cfg.flow_steps)
         self.frozen = (teacher, critic)
         return self
 

@@ -38,8 +38,7 @@ class RejectionSampler:
     """Flow-BC candidates from a CFGRL checkpoint's w = 0 branch, scored by an IQL critic (both frozen)."""
 
     def __init__(self, bc: CFGRL, critic: IQL, flow_steps: int):
-        obs_dim = bc.obs_norm.mean.shape[0]
-        bc.sample_bc(torch.zeros(1, obs_dim), torch.zeros(1, bc.act_dim), flow_steps)  # refuses an off-grid k
+        bc.check_flow_steps(flow_steps)
         self.bc, self.critic, self.flow_steps, self.act_dim = bc, critic, flow_steps, bc.act_dim
 
     @torch.no_grad()
