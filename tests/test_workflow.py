@@ -91,6 +91,10 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
 
 
+# the jobs of one (env, seed), written out here (not read from the code under test)
+PER_SEED = ("label", "train_cfgrl", "train_awr", "train_awf", "train_fql", "evaluate", "evaluate_extraction")
+
+
 @pytest.mark.parametrize(
     "profile, envs, seeds",
     [
@@ -107,19 +111,10 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
     proc = run_tool([*SNAKE, "-n", "-p", "--forceall", "--cores", "2", *args], REPO)
     assert "INFO:snakemake" not in proc.stdout + proc.stderr  # each message once (not again via root)
     counts = job_counts(proc.stdout)
-    per_seed = (
-        "label",
-        "train_cfgrl",
-        "train_awr",
-        "train_awf",
-        "train_fql",
-        "evaluate",
-        "evaluate_extraction",
-    )
     gc = 1  # every profile has one goal-conditioned env
     assert counts == {
         "dataset": envs,
-        **dict.fromkeys(per_seed, envs * seeds),
+        **dict.fromkeys(PER_SEED, envs * seeds),
         "plot": envs,
         "render": envs,
         "aggregate": 1,
@@ -368,17 +363,8 @@ def tiny2_dvc(tmp_path_factory) -> tuple[Path, str]:
 def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tiny2_dvc):
     repo, out = tiny2_dvc
     ran = re.findall(r"Running stage '([^']+)'", out)
-    per_seed = [
-        "label",
-        "train_cfgrl",
-        "train_awr",
-        "train_awf",
-        "train_fql",
-        "evaluate",
-        "evaluate_extraction",
-    ]
     expected = ["params", "dataset@cheetah-run", "plot@cheetah-run", "render@cheetah-run", "aggregate"]
-    expected += [f"{s}@cheetah-run-{seed}" for s in per_seed for seed in (0, 1)]
+    expected += [f"{s}@cheetah-run-{seed}" for s in PER_SEED for seed in (0, 1)]
     gc = "pointmaze-medium-navigate"
     expected += [f"gc_dataset@{gc}", f"gc_plot@{gc}"] + [f"gc_evaluate@{gc}-{seed}" for seed in (0, 1)]
     expected += [f"train_gc@{gc}-{seed}-{a}" for seed in (0, 1) for a in ("cfgrl", "flow_gcbc", "gcbc")]
