@@ -45,6 +45,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
             "train_gc.flow_steps": "4",
             "train_gc.log_every": "20",
             "gc_evaluate.guidance_ws": "[0.0, 1.0, 3.0]",
+            "gc_evaluate.level_ws": "[0.0, 3.0]",
             "gc_evaluate.episodes": "1",
             "gc_evaluate.max_steps": "50",
             "runtime.compile": "false",

@@ -16,7 +16,8 @@ from test_faults import Killed, assert_same_checkpoint, kill_after_checkpoint
 
 from pipeline_steps.algorithms import gc_policies
 from pipeline_steps.algorithms.gcbc import GaussianGCBC
-from pipeline_steps.algorithms.gcfm import GCFlow
+from pipeline_steps.algorithms.gcfm import GCFlow, guided_velocity
+from pipeline_steps.algorithms.hgcfm import HGCFlow
 from pipeline_steps.core import checkpoints, stats
 from pipeline_steps.core.episodes import DatasetError, Episode, read_episodes
 from pipeline_steps.core.params import GC_ALGOS
@@ -73,9 +74,10 @@ def test_w0_is_the_null_goal_velocity_and_w1_the_goal_conditioned_one(one_thread
     v_null = agent.velocity(obs, goal, x, t, torch.ones(8, dtype=torch.bool))
     v_goal = agent.velocity(obs, goal, x, t, torch.zeros(8, dtype=torch.bool))
     assert not torch.allclose(v_null, v_goal)
-    torch.testing.assert_close(agent.guided_velocity(obs, goal, x, 0.25, 0.0), v_null)
-    torch.testing.assert_close(agent.guided_velocity(obs, goal, x, 0.25, 1.0), v_goal)
-    torch.testing.assert_close(agent.guided_velocity(obs, goal, x, 0.25, 3.0), v_null + 3 * (v_goal - v_null))
+    guided = lambda w: guided_velocity(agent.velocity, obs, goal, x, 0.25, w)  # noqa: E731
+    torch.testing.assert_close(guided(0.0), v_null)
+    torch.testing.assert_close(guided(1.0), v_goal)
+    torch.testing.assert_close(guided(3.0), v_null + 3 * (v_goal - v_null))
     # the null branch ignores the goal; flow GCBC's sampler is the goal-conditioned flow alone
     torch.testing.assert_close(
         v_null, agent.velocity(obs, torch.randn(8, 2), x, t, torch.ones(8, dtype=torch.bool))
@@ -121,7 +123,8 @@ def test_hindsight_goals_are_strictly_later_states_of_the_same_episode():
     )
     sampler = train_gc.HindsightSampler(data, 4096, torch.Generator().manual_seed(0))
     idx = torch.randint(len(data["actions"]), (20000,), generator=sampler.generator)
-    i, j = data["row_state"][idx].numpy(), sampler.goal_index(idx).numpy()
+    i, j = data["row_state"][idx], sampler.goal_index(data["row_state"][idx], data["row_last"][idx])
+    i, j = i.numpy(), j.numpy()
     assert np.all(j > i)
     assert np.all(episode_of_state[j] == episode_of_state[i])
     # uniform over i+1 .. last: for the first state of the 30-step episode, every later state appears
@@ -418,7 +421,7 @@ def test_maze_envs_leave_no_temp_xml(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------
 # training and evaluation
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["cfgrl", "gcbc"])
+@pytest.mark.parametrize("algo", ["cfgrl", "gcbc", "hcfgrl"])
 def test_killed_train_gc_resumes_to_the_same_weights(algo, maze_data, tmp_path, monkeypatch, caplog):
     out, p = maze_data
     run = lambda d: train_gc.run(p, MAZE, 0, algo, out / "minari", d)  # noqa: E731
@@ -433,7 +436,8 @@ def test_killed_train_gc_resumes_to_the_same_weights(algo, maze_data, tmp_path, 
     assert "resuming at step 20" in caplog.text
     assert_same_checkpoint(tmp_path / "full" / "policy.pt", tmp_path / "resumed" / "policy.pt")
     agent = gc_policies.from_checkpoint(tmp_path / "resumed" / "policy.pt")
-    assert agent.algo == algo and isinstance(agent, GCFlow if algo == "cfgrl" else GaussianGCBC)
+    assert agent.algo == algo
+    assert isinstance(agent, {"cfgrl": GCFlow, "gcbc": GaussianGCBC, "hcfgrl": HGCFlow}[algo])
 
 
 def test_lockstep_evaluation_equals_a_sequential_loop(one_thread):

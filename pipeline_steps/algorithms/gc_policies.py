@@ -1,8 +1,12 @@
-"""The three goal-conditioned policies of the paper's Table 3 by name (params GC_ALGOS), built and restored
+"""The goal-conditioned policies of the paper's Table 3 by name (params GC_ALGOS), built and restored
 from one checkpoint kind ('gc_policy'):
-- cfgrl:     GCFlow with goal dropout (a learned null goal): guidance over the goal (gcfm.py);
-- flow_gcbc: GCFlow without dropout: the conditional velocity only;
-- gcbc:      a Gaussian goal-conditioned BC policy (gcbc.py)."""
+- cfgrl:      GCFlow with goal dropout (a learned null goal): guidance over the goal (gcfm.py);
+- flow_gcbc:  GCFlow without dropout: the conditional velocity only;
+- gcbc:       a Gaussian goal-conditioned BC policy (gcbc.py);
+and their hierarchical counterparts (params HIER_ALGOS: a subgoal level above an action level):
+- hcfgrl:     HGCFlow with dropout at both levels: guidance at both (hgcfm.py);
+- flow_hgcbc: HGCFlow without dropout;
+- hgcbc:      two Gaussian policies (hgcbc.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from pathlib import Path
 
 from pipeline_steps.algorithms.gcbc import GaussianGCBC
 from pipeline_steps.algorithms.gcfm import GCFlow
+from pipeline_steps.algorithms.hgcbc import GaussianHGCBC
+from pipeline_steps.algorithms.hgcfm import HGCFlow
 from pipeline_steps.core.checkpoints import restore_agent
 from pipeline_steps.core.params import GC_ALGOS, TrainGcParams
 
@@ -21,6 +27,12 @@ def build(algo: str, obs_dim: int, goal_dim: int, act_dim: int, cfg: TrainGcPara
         return GCFlow(obs_dim, goal_dim, act_dim, cfg, goal_dropout=0.0, compile=compile)
     if algo == "gcbc":
         return GaussianGCBC(obs_dim, goal_dim, act_dim, cfg, compile=compile)
+    if algo == "hcfgrl":
+        return HGCFlow(obs_dim, goal_dim, act_dim, cfg, goal_dropout=cfg.goal_dropout, compile=compile)
+    if algo == "flow_hgcbc":
+        return HGCFlow(obs_dim, goal_dim, act_dim, cfg, goal_dropout=0.0, compile=compile)
+    if algo == "hgcbc":
+        return GaussianHGCBC(obs_dim, goal_dim, act_dim, cfg, compile=compile)
     raise ValueError(f"unknown algo {algo!r}; one of {GC_ALGOS}")
 
 

@@ -24,19 +24,56 @@ from pipeline_steps.core.params import TrainGcParams
 
 
 class GoalVelocityNet(nn.Module):
-    """v(s, g, x_t, t): MLP on concat[s, g~, x_t, t] -> [B, A], g~ = the null-goal vector where `null`."""
+    """v(s, g, x_t, t): MLP on concat[s, g~, x_t, t] -> [B, D], g~ = the null-goal vector where `null`.
+    D = out_dim is the action's size (HCFGRL's high level: the subgoal's, hgcfm.py)."""
 
-    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden: list[int]):
+    def __init__(self, obs_dim: int, goal_dim: int, out_dim: int, hidden: list[int]):
         super().__init__()
         self.null_goal = nn.Parameter(torch.zeros(goal_dim))  # learned; trained only through dropout
         self.net = mlp(
-            obs_dim + goal_dim + act_dim + 1, hidden, act_dim, layer_norm=False, activation=nn.GELU
+            obs_dim + goal_dim + out_dim + 1, hidden, out_dim, layer_norm=False, activation=nn.GELU
         )
 
     def forward(self, obs, goal, x_t, t, null) -> torch.Tensor:
-        """obs [B, O], goal [B, G], x_t [B, A], t [B], null [B] bool -> [B, A]."""
+        """obs [B, O], goal [B, G], x_t [B, D], t [B], null [B] bool -> [B, D]."""
         goal = torch.where(null[:, None], self.null_goal.expand_as(goal), goal)  # [B, G]
         return self.net(torch.cat([obs, goal, x_t, t[:, None]], -1))
+
+
+def flow_matching_error(velocity: GoalVelocityNet, obs, cond, x_1, x_0, t, null) -> torch.Tensor:
+    """(v(s, c~, x_t, t) - (x_1 - x_0))^2 averaged over the output dims, x_t = (1 - t) x_0 + t x_1:
+    obs [B, O], cond [B, G], x_1 and x_0 [B, D], t [B], null [B] bool -> [B]."""
+    x_t = (1 - t[:, None]) * x_0 + t[:, None] * x_1  # [B, D]
+    return (velocity(obs, cond, x_t, t, null) - (x_1 - x_0)).square().mean(-1)
+
+
+@torch.no_grad()
+def guided_velocity(velocity: GoalVelocityNet, obs, cond, x, t: float, w) -> torch.Tensor:
+    """v(s, null) + w (v(s, c) - v(s, null)), both branches in one forward pass; w None: v(s, c) alone
+    (the conditional flow, as flow GCBC samples). obs [B, O], cond [B, G], x [B, D], w [1, 1] or [B, 1]
+    -> [B, D]."""
+    B, dev = len(obs), obs.device
+    if w is None:
+        null = torch.zeros(B, dtype=torch.bool, device=dev)
+        return velocity(obs, cond, x, torch.full((B,), t, device=dev), null)
+    null = torch.arange(2 * B, device=dev) < B  # [2B]: rows :B the null condition, rows B: the condition
+    t2 = torch.full((2 * B,), t, device=dev)
+    v_null, v_cond = velocity(obs.repeat(2, 1), cond.repeat(2, 1), x.repeat(2, 1), t2, null).chunk(2)
+    return v_null + w * (v_cond - v_null)
+
+
+@torch.no_grad()
+def euler_flow(velocity: GoalVelocityNet, obs, cond, x_0, n: int, w) -> torch.Tensor:
+    """n Euler steps t_i = i / n of the (guided) velocity from x_0 [B, D], unclipped: [B, D]."""
+    x = x_0
+    for i in range(n):
+        x = x + guided_velocity(velocity, obs, cond, x, i / n, w) / n
+    return x
+
+
+def as_column(w, like: torch.Tensor):
+    """A guidance weight, scalar or per row, as a [1, 1] or [B, 1] tensor (None stays None)."""
+    return None if w is None else torch.as_tensor(w, dtype=like.dtype, device=like.device).reshape(-1, 1)
 
 
 class GCFlow(nn.Module):
@@ -53,6 +90,7 @@ class GCFlow(nn.Module):
     ):
         super().__init__()
         self.cfg, self.act_dim, self.goal_dropout = cfg, act_dim, goal_dropout
+        self.noise_dim = act_dim  # flow noise per action (the evaluation's noise streams)
         self.obs_norm = ObsNormalizer(obs_dim)  # identity: the authors' agents see raw observations
         self.velocity = GoalVelocityNet(obs_dim, goal_dim, act_dim, cfg.hidden)
         self.optimizer = torch.optim.Adam(self.velocity.parameters(), lr=cfg.lr, fused=True)
@@ -62,8 +100,7 @@ class GCFlow(nn.Module):
     def loss(self, batch, x_0, t, null) -> tuple[torch.Tensor, dict]:
         """L = mean (v(s, g~, x_t, t) - (x_1 - x_0))^2; the noise (x_0, t, null) is drawn by `update`."""
         obs, goal, x_1 = batch["observations"], batch["goals"], batch["actions"]  # [B, O], [B, G], [B, A]
-        x_t = (1 - t[:, None]) * x_0 + t[:, None] * x_1  # [B, A]
-        err = (self.velocity(obs, goal, x_t, t, null) - (x_1 - x_0)).square().mean(-1)  # [B]
+        err = flow_matching_error(self.velocity, obs, goal, x_1, x_0, t, null)  # [B]
         loss = err.mean()
         nullf = null.float()
         return loss, {
@@ -81,38 +118,14 @@ class GCFlow(nn.Module):
 
     # ---- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
-    def guided_velocity(self, obs, goal, x, t: float, w) -> torch.Tensor:
-        """v(s, null) + w (v(s, g) - v(s, null)), both branches in one forward pass: [B, A]."""
-        B, dev = len(obs), obs.device
-        null = torch.arange(2 * B, device=dev) < B  # [2B]: rows :B the null goal, rows B: the goal
-        t2 = torch.full((2 * B,), t, device=dev)
-        v_null, v_goal = self.velocity(obs.repeat(2, 1), goal.repeat(2, 1), x.repeat(2, 1), t2, null).chunk(2)
-        return v_null + w * (v_goal - v_null)
-
-    @torch.no_grad()
-    def goal_velocity(self, obs, goal, x, t: float) -> torch.Tensor:
-        """v(s, g) alone (flow GCBC): [B, A]."""
-        null = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
-        return self.velocity(obs, goal, x, torch.full((len(obs),), t, device=obs.device), null)
-
-    @torch.no_grad()
     def sample_actions(self, obs, goal, w=None, noise=None, generator=None) -> torch.Tensor:
         """Euler-integrate the flow from x_0 ~ N(0, I): obs [B, O], goal [B, G], w scalar or [B] (None:
         the goal-conditioned flow alone, as flow GCBC samples) -> a [B, A] in [-1, 1]."""
         obs = self.obs_norm(obs)
-        B, n = len(obs), self.cfg.flow_steps
-        x = (
+        x_0 = (
             noise
             if noise is not None
-            else torch.randn(B, self.act_dim, generator=generator, device=obs.device)
+            else torch.randn(len(obs), self.act_dim, generator=generator, device=obs.device)
         )
-        if w is not None:
-            w = torch.as_tensor(w, dtype=obs.dtype, device=obs.device).reshape(-1, 1)  # [1, 1] or [B, 1]
-        for i in range(n):
-            v = (
-                self.goal_velocity(obs, goal, x, i / n)
-                if w is None
-                else self.guided_velocity(obs, goal, x, i / n, w)
-            )
-            x = x + v / n
-        return x.clamp(-1.0, 1.0)
+        x_1 = euler_flow(self.velocity, obs, goal, x_0, self.cfg.flow_steps, as_column(w, obs))  # [B, A]
+        return x_1.clamp(-1.0, 1.0)

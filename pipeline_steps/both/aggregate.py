@@ -157,27 +157,35 @@ def sweep_markdown(res: pd.DataFrame) -> str:
 
 
 GC_METHODS = {"flow_gcbc": "flow GCBC", "gcbc": "Gaussian GCBC", "data_policy": "data policy"}
+HIER_METHODS = {"flow_hgcbc": "flow HGCBC", "hgcbc": "Gaussian HGCBC"}
+
+
+def gc_table(gc: pd.DataFrame, guided: str, label: str, baselines: dict[str, str]) -> list[str]:
+    """One row per env: the guided method per w (HCFGRL: the same w at both levels), then the baselines."""
+
+    def cell(r) -> str:
+        return f"{r.success:.2f} [{r.success_lo:.2f}, {r.success_hi:.2f}]"
+
+    same_w = gc[(gc.method == guided) & (gc.w_low.isna() | (gc.w_low == gc.w))]
+    ws = sorted(same_w.w.unique())
+    head = [f"{label} w={w:g}" for w in ws] + list(baselines.values())
+    lines = ["| env | seeds | " + " | ".join(head) + " |", "|" + "---|" * (2 + len(head))]
+    for env, g in gc.groupby("env", sort=False):
+        c = same_w[same_w.env == env].set_index("w")
+        cells = [cell(c.loc[w]) if w in c.index else "-" for w in ws]
+        cells += [cell(g[g.method == m].iloc[0]) if (g.method == m).any() else "-" for m in baselines]
+        lines.append(f"| {env} | {int(g.seeds.max())} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def gc_markdown(gc: pd.DataFrame) -> str:
-    """Success over the 5 evaluation tasks: CFGRL per w, then the baselines (one row per env)."""
-    ws = sorted(gc[gc.method == "cfgrl"].w.unique())
-    head = [f"CFGRL w={w:g}" for w in ws] + list(GC_METHODS.values())
-    lines = ["| env | seeds | " + " | ".join(head) + " |", "|" + "---|" * (2 + len(head))]
-    for env, g in gc.groupby("env", sort=False):
-        c = g[g.method == "cfgrl"].set_index("w")
-        cells = [
-            f"{c.success[w]:.2f} [{c.success_lo[w]:.2f}, {c.success_hi[w]:.2f}]" if w in c.index else "-"
-            for w in ws
-        ]
-        for m in GC_METHODS:
-            b = g[g.method == m]
-            cells.append(
-                f"{b.success.iloc[0]:.2f} [{b.success_lo.iloc[0]:.2f}, {b.success_hi.iloc[0]:.2f}]"
-                if len(b)
-                else "-"
-            )
-        lines.append(f"| {env} | {int(g.seeds.max())} | " + " | ".join(cells) + " |")
+    """Success over the evaluation tasks: CFGRL per w and the flat baselines, then HCFGRL per w and the
+    hierarchical baselines (one row per env each)."""
+    if "w_low" not in gc:  # results made before the hierarchical policies: flat only
+        gc = gc.assign(w_low=float("nan"))
+    lines = gc_table(gc, "cfgrl", "CFGRL", GC_METHODS)
+    if (gc.method == "hcfgrl").any():
+        lines += [""] + gc_table(gc, "hcfgrl", "HCFGRL", HIER_METHODS)
     over = gc.ci_over.iloc[0]
     lines.append(
         f"\nGoal-conditioned success rate over the evaluation tasks, 95% interval over {over} "
@@ -212,7 +220,11 @@ def headline_metrics(summary: pd.DataFrame, gc: pd.DataFrame) -> dict:
         best = c.loc[c.success.idxmax()]
         m = {"success_w1": c[c.w == 1.0].success.iloc[0]} if (c.w == 1.0).any() else {}
         m |= {"success_best": best.success, "success_best_w": best.w}
-        m |= {f"success_{k}": g[g.method == k].success.iloc[0] for k in GC_METHODS if (g.method == k).any()}
+        h = g[(g.method == "hcfgrl") & (g.w_low == g.w)] if "w_low" in g else g.iloc[:0]
+        if len(h):  # HCFGRL's best over its joint sweep (the same w at both levels)
+            m |= {"hcfgrl_best": h.success.max(), "hcfgrl_best_w": h.loc[h.success.idxmax()].w}
+        others = {**GC_METHODS, **HIER_METHODS}
+        m |= {f"success_{k}": g[g.method == k].success.iloc[0] for k in others if (g.method == k).any()}
         out[env] = m
     # one top-level key, so `dvc exp show` columns are headline.<env>.<number> (make exps keeps those)
     return {"headline": {env: {k: float(v) for k, v in m.items()} for env, m in out.items()}}

@@ -336,7 +336,8 @@ class RuntimeParams(_Strict):
 # --------------------------------------------------------------------------------------------
 # goal-conditioned half (OGBench): gc_dataset, train_gc, gc_evaluate, method.md §8
 # --------------------------------------------------------------------------------------------
-GC_ALGOS = ("cfgrl", "flow_gcbc", "gcbc")  # the train_gc policies (dvc.yaml's train_gc matrix lists them)
+HIER_ALGOS = ("hcfgrl", "flow_hgcbc", "hgcbc")  # hierarchical: a subgoal level above an action level
+GC_ALGOS = ("cfgrl", "flow_gcbc", "gcbc", *HIER_ALGOS)  # the train_gc policies (dvc.yaml's train_gc matrix)
 
 
 class TrainGcParams(_Strict):
@@ -348,6 +349,9 @@ class TrainGcParams(_Strict):
         description="CFGRL: probability that a training goal is replaced by the learned null goal"
     )
     flow_steps: PosInt = Field(description="Euler steps of the flow sampler")
+    subgoal_steps: PosInt = Field(
+        description="hierarchical policies: the subgoal lies this many steps ahead (clipped at the goal)"
+    )
     log_every: PosInt = Field(description="log losses every N steps")
 
 
@@ -363,10 +367,14 @@ class GcEvaluateParams(_Strict):
         min_length=1,
         description="w values whose paths are plotted, episode 0 of every task (each one of guidance_ws)",
     )
+    level_ws: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1,
+        description="HCFGRL: (w_high, w_low) over level_ws x level_ws beside the joint sweep w_high = w_low",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GcEvaluateParams:
-        for name in ("guidance_ws", "tasks", "trajectory_ws"):
+        for name in ("guidance_ws", "tasks", "trajectory_ws", "level_ws"):
             v = getattr(self, name)
             if len(set(v)) != len(v):
                 raise ValueError(f"gc_evaluate.{name} = {v}: duplicate value")

@@ -1,20 +1,27 @@
-"""Stage `gc_evaluate`: success rates on OGBench's evaluation tasks, CFGRL at every w beside the baselines.
+"""Stage `gc_evaluate`: success rates on OGBench's evaluation tasks, CFGRL and HCFGRL at every w beside
+the baselines.
 
 Every (task, episode, w) of CFGRL runs in lockstep as one batch: one network call per flow step for
 all envs and both guidance branches (`GCFlow.sample_actions` with a per-env w), the envs stepped
 together; flow GCBC, Gaussian GCBC and (for mazes) the noisy data policy that made the dataset each
-run as one more lockstep batch on the same start states. Start states, goals and flow noise depend
-on (seed, task, episode) only, so every w sees the same ones (common random numbers) and the batch
-returns what a sequential loop over the same seeds returns. Success is `info["success"]` at the last
-step (episodes end at the first success or at the env's step limit); per task and over all tasks
-with Wilson 95% intervals.
+run as one more lockstep batch on the same start states. HCFGRL runs its settings as one batch the
+same way (per env a (w_high, w_low): the joint sweep w_high = w_low over guidance_ws, then the
+off-diagonal pairs of level_ws x level_ws), then flow HGCBC and Gaussian HGCBC. Start states, goals and
+flow noise depend on (seed, task, episode) only, so every w and every method sees the same ones
+(common random numbers; a hierarchical policy's stream draws its subgoal noise before its action
+noise) and the batch returns what a sequential loop over the same seeds returns. Success is
+`info["success"]` at the last step (episodes end at the first success or at the env's step limit);
+per task and over all tasks with Wilson 95% intervals.
 
 Writes to data/gc_evaluate/<env>/seed<seed>/:
-  episodes.csv      method, w, task, episode, success, length (one row per episode)
-  summary.csv       per method / w / task (and task 'all'): success rate, 95% interval, episodes
+  episodes.csv      method, w, w_low, task, episode, seed, success, length (one row per episode; w is
+                    HCFGRL's w_high and w_low its low level's, NaN for the flat methods)
+  summary.csv       per method / w / w_low / task (and task 'all'): success rate, 95% interval, episodes
   trajectories.npz  episode 0 of every task at each `trajectory_ws` (task<k>_w=<w>, task<k>_goal): the
-                    agent's xy (mazes) or the first cube's xy (cube), and the goal's
-  metrics.json      overall success per setting (DVC metrics), CFGRL's best w, sweep seconds
+                    agent's xy (mazes) or the first cube's xy (cube), and the goal's; HCFGRL's at the
+                    same joint w (task<k>_hcfgrl_w=<w>) with the subgoal it sampled at every step
+                    (task<k>_hcfgrl_w=<w>_subgoals, [T, G] in the oracle representation)
+  metrics.json      overall success per setting (DVC metrics), CFGRL's and HCFGRL's best w, sweep seconds
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from pipeline_steps.algorithms import gc_policies
 from pipeline_steps.core import paths, stage
 from pipeline_steps.core.device import module_device, setup_torch
 from pipeline_steps.core.io import clear_outputs, save_npz_atomic, write_csv_atomic, write_json_atomic
-from pipeline_steps.core.params import GC_ALGOS, Params
+from pipeline_steps.core.params import GC_ALGOS, HIER_ALGOS, Params
 from pipeline_steps.core.rollouts import NoiseStreams
 from pipeline_steps.core.stats import wilson
 from pipeline_steps.datasets.oracle import MemoSubgoal, noisy_oracle_action
@@ -110,17 +117,33 @@ def run_gc_sequential(name: str, tasks: list[int], reset_seeds: list[int], act: 
     return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
 
-def policy_act_fn(agent, ws: np.ndarray | None, noise_seeds: list[int]) -> GcActFn:
-    """Env i samples with guidance ws[i] (None: the policy's own sampler) and its own noise stream."""
+def policy_act_fn(
+    agent, ws: np.ndarray | None, noise_seeds: list[int], subgoals: dict | None = None
+) -> GcActFn:
+    """Env i samples with guidance ws[i] (None: the policy's own sampler; [N, 2]: a hierarchical policy's
+    (w_high, w_low)) and its own noise stream. A hierarchical policy's sampled subgoal of each env whose
+    index is a key of `subgoals` is appended to that env's list there, one per control step."""
     dev = module_device(agent)  # the policy's device; the physics stays on the CPU
-    streams = NoiseStreams(noise_seeds, agent.act_dim, device=dev)
-    w_all = torch.zeros(len(noise_seeds)) if ws is None else torch.as_tensor(ws, dtype=torch.float32)
-    O = agent.obs_norm.mean.shape[0]
+    streams = NoiseStreams(noise_seeds, agent.noise_dim, device=dev)
+    n = len(noise_seeds)
+    w_all = torch.zeros(n, 2) if ws is None else torch.as_tensor(ws, dtype=torch.float32).reshape(n, -1)
+    O, k = agent.obs_norm.mean.shape[0], w_all.shape[1]
+    hierarchical = hasattr(agent, "sample")  # HGCFlow / GaussianHGCBC: (action, subgoal)
 
     def act(obs, goals, idx):
-        batch = torch.cat([obs, goals, w_all[idx][:, None]], 1).to(dev)  # [n, O + G + 1]: one copy per step
-        w = None if ws is None else batch[:, -1]
-        return agent.sample_actions(batch[:, :O], batch[:, O:-1], w, noise=streams.next(idx)).cpu()
+        batch = torch.cat([obs, goals, w_all[idx]], 1).to(dev)  # [n, O + G + k]: one copy per step
+        o, g, w = batch[:, :O], batch[:, O:-k], (None if ws is None else batch[:, -k:])
+        noise = streams.next(idx)
+        if not hierarchical:
+            return agent.sample_actions(o, g, None if w is None else w[:, 0], noise=noise).cpu()
+        w_low = None if w is None or k == 1 else w[:, 1]
+        a, z = agent.sample(o, g, None if w is None else w[:, 0], w_low, noise=noise)
+        if subgoals:
+            z = z.cpu().numpy()
+            for j, i in enumerate(idx):
+                if i in subgoals:
+                    subgoals[i].append(z[j])
+        return a.cpu()
 
     return act
 
@@ -142,9 +165,9 @@ def data_policy_act_fn(name: str, noise: float, noise_seeds: list[int]) -> GcAct
 
 
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, w) and task, and over all tasks ('all'): success rate with its Wilson interval."""
+    """Per (method, w, w_low) and task, and over all tasks ('all'): success rate with its Wilson interval."""
     rows = []
-    for (method, w), g in episodes.groupby(["method", "w"], sort=False, dropna=False):
+    for (method, w, w_low), g in episodes.groupby(["method", "w", "w_low"], sort=False, dropna=False):
         for task, h in [*g.groupby("task"), ("all", g)]:
             s = h["success"].to_numpy()
             lo, hi = wilson(s.sum(), len(s))
@@ -152,6 +175,7 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
                 {
                     "method": method,
                     "w": w,
+                    "w_low": w_low,
                     "task": str(task),
                     "episodes": len(s),
                     "success": s.mean(),
@@ -162,8 +186,26 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def setting_name(method: str, w: float) -> str:
-    return f"{method}/w={w:g}" if method == "cfgrl" else method
+def setting_name(method: str, w: float, w_low: float = float("nan")) -> str:
+    """cfgrl/w=3, hcfgrl/w=3 (the same w at both levels), hcfgrl/w_high=1,w_low=3, or the method."""
+    if method == "hcfgrl" and w != w_low:
+        return f"{method}/w_high={w:g},w_low={w_low:g}"
+    return f"{method}/w={w:g}" if method in ("cfgrl", "hcfgrl") else method
+
+
+def hcfgrl_settings(cfg) -> list[tuple[float, float]]:
+    """HCFGRL's (w_high, w_low): the joint sweep (w, w) over guidance_ws, then the off-diagonal pairs of
+    the level_ws grid (its diagonal is in the joint sweep when level_ws lie in guidance_ws)."""
+    joint = [(w, w) for w in cfg.guidance_ws]
+    return joint + [(a, b) for a in cfg.level_ws for b in cfg.level_ws if (a, b) not in joint]
+
+
+def best_w(overall: pd.DataFrame, method: str) -> float:
+    """The w of the method's highest overall success (HCFGRL: over its joint sweep, w_high = w_low; ties:
+    the last in the sweep's order)."""
+    joint = overall.w_low.isna() | (overall.w_low == overall.w)
+    c = overall[(overall.method == method) & joint]
+    return float(c.sort_values("success", kind="stable").w.iloc[-1])
 
 
 def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_dir: Path) -> pd.DataFrame:
@@ -189,44 +231,49 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
     reset_seeds = [episode_seed(_RESET_TAG, seed, k, e) for k, e in pairs]
     noise_seeds = [episode_seed(_NOISE_TAG, seed, k, e) for k, e in pairs]
     m = len(pairs)
-    # trajectories: episode 0 of every task at each trajectory w (w-major batch index)
+    # trajectories: episode 0 of every task at each trajectory w (w-major batch index); HCFGRL's joint
+    # sweep comes first in its batch, in the same order, so the same indices record its paths
     traj = {(k, w): ws.index(w) * m + pairs.index((k, 0)) for k in tasks for w in cfg.trajectory_ws}
     record = list(traj.values())
 
-    tables, timing = [], {}
-    t0 = time.perf_counter()
-    succ, lens, xy = run_gc_lockstep(
-        env,
-        task_of * len(ws),
-        reset_seeds * len(ws),
-        policy_act_fn(agents["cfgrl"], np.repeat(ws, m), noise_seeds * len(ws)),
-        cfg.max_steps,
-        record=record,
-        desc=f"gc_evaluate {env} seed{seed} cfgrl x {len(ws)} w",
-    )
-    timing["cfgrl_sweep_seconds"] = time.perf_counter() - t0
-    tables.append(("cfgrl", np.repeat(ws, m), succ, lens))
-    baselines = [
-        ("flow_gcbc", policy_act_fn(agents["flow_gcbc"], None, noise_seeds)),
-        ("gcbc", policy_act_fn(agents["gcbc"], None, noise_seeds)),
-    ]
-    if cfg.data_policy and env.startswith("pointmaze"):  # the scripted point oracle (not the ant experts)
-        baselines.append(
-            ("data_policy", data_policy_act_fn(env, params.gc_dataset.generate.maze_noise, noise_seeds))
+    tables, timing = [], {}  # (method, w [n], w_low [n], success [n], lengths [n])
+
+    def sweep(method, settings: np.ndarray | None, record=(), subgoals=None):
+        """One lockstep batch of the method over its settings ([S] w, [S, 2] (w_high, w_low) or None)."""
+        S = 1 if settings is None else len(settings)
+        act = policy_act_fn(
+            agents[method], None if settings is None else np.repeat(settings, m, 0), noise_seeds * S, subgoals
         )
-    for method, act in baselines:
+        t0 = time.perf_counter()
+        desc = f"gc_evaluate {env} seed{seed} {method}" + (f" x {S} settings" if S > 1 else "")
+        s, l, xy = run_gc_lockstep(env, task_of * S, reset_seeds * S, act, cfg.max_steps, record, desc)
+        timing[f"{method}_sweep_seconds"] = time.perf_counter() - t0
+        w = np.full((S * m, 2), np.nan) if settings is None else np.repeat(settings, m, 0).reshape(S * m, -1)
+        tables.append((method, w[:, 0], w[:, -1] if method in HIER_ALGOS else np.full(S * m, np.nan), s, l))
+        return xy
+
+    xy = sweep("cfgrl", np.asarray(ws), record)
+    for method in ("flow_gcbc", "gcbc"):
+        sweep(method, None)
+    if cfg.data_policy and env.startswith("pointmaze"):  # the scripted point oracle (not the ant experts)
+        act = data_policy_act_fn(env, params.gc_dataset.generate.maze_noise, noise_seeds)
         t0 = time.perf_counter()
         s, l, _ = run_gc_lockstep(
-            env, task_of, reset_seeds, act, cfg.max_steps, desc=f"gc_evaluate {env} seed{seed} {method}"
+            env, task_of, reset_seeds, act, cfg.max_steps, desc=f"gc_evaluate {env} seed{seed} data_policy"
         )
-        timing[f"{method}_sweep_seconds"] = time.perf_counter() - t0
-        tables.append((method, np.full(m, np.nan), s, l))
+        timing["data_policy_sweep_seconds"] = time.perf_counter() - t0
+        tables.append(("data_policy", np.full(m, np.nan), np.full(m, np.nan), s, l))
+    subgoals = {i: [] for i in record}  # HCFGRL's sampled subgoal per control step of the recorded episodes
+    hxy = sweep("hcfgrl", np.asarray(hcfgrl_settings(cfg)), record, subgoals)
+    for method in ("flow_hgcbc", "hgcbc"):
+        sweep(method, None)
     episodes = pd.concat(
         [
             pd.DataFrame(
                 {
                     "method": method,
                     "w": w,
+                    "w_low": w_low,
                     "task": np.tile(task_of, len(s) // m),
                     "episode": np.tile([e for _, e in pairs], len(s) // m),
                     "seed": seed,
@@ -234,29 +281,30 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
                     "length": l,
                 }
             )
-            for method, w, s, l in tables
+            for method, w, w_low, s, l in tables
         ],
         ignore_index=True,
     )
     summary = summarize(episodes)
     overall = summary[summary.task == "all"]
-    cf = overall[overall.method == "cfgrl"]
     metrics = {
         **{
-            setting_name(r.method, r.w): {
+            setting_name(r.method, r.w, r.w_low): {
                 "success": r.success,
                 "success_lo": r.success_lo,
                 "success_hi": r.success_hi,
             }
             for r in overall.itertuples()
         },
-        "cfgrl_best_w": float(cf.sort_values("success", kind="stable").w.iloc[-1]),
+        **{f"{method}_best_w": best_w(overall, method) for method in ("cfgrl", "hcfgrl")},
         "timing": timing,
     }
     save_npz_atomic(  # per task, the paths of its episode 0 (same start and goal) at each trajectory w
         out_dir / "trajectories.npz",
         **{f"task{k}_w={w:g}": xy[i][0] for (k, w), i in traj.items()},
         **{f"task{k}_goal": xy[traj[k, cfg.trajectory_ws[0]]][1] for k in tasks},
+        **{f"task{k}_hcfgrl_w={w:g}": hxy[i][0] for (k, w), i in traj.items()},  # [T + 1, 2]
+        **{f"task{k}_hcfgrl_w={w:g}_subgoals": np.stack(subgoals[i]) for (k, w), i in traj.items()},  # [T, G]
     )
     write_json_atomic(metrics, out_dir / "metrics.json")
     write_csv_atomic(summary, out_dir / "summary.csv")

@@ -5,6 +5,8 @@ plain supervised learning (no value function, no labels).
                     with probability train_gc.goal_dropout (sampled at any w by gc_evaluate)
   --algo flow_gcbc  the same flow network without dropout (guidance-free flow GCBC)
   --algo gcbc       Gaussian GCBC (constant std, mean action at test time)
+  --algo hcfgrl, flow_hgcbc, hgcbc   their hierarchical counterparts: a subgoal level (the subgoal
+                    train_gc.subgoal_steps ahead, clipped at the goal) above an action level (hgcfm.py)
 
 Hindsight goals (method.md §8): for a state s_i of an episode whose last state is s_e, the goal is the
 oracle representation of s_j with j ~ U{i+1, ..., e}: strictly after s_i, never across an episode end.
@@ -25,7 +27,7 @@ import typer
 from pipeline_steps.algorithms import gc_policies
 from pipeline_steps.core import paths, stage
 from pipeline_steps.core.episodes import DatasetError, Episode, read_episodes
-from pipeline_steps.core.params import GC_ALGOS, Params
+from pipeline_steps.core.params import GC_ALGOS, HIER_ALGOS, Params
 from pipeline_steps.core.training import TrainingStage
 from pipeline_steps.envs import ogbench_gc
 
@@ -34,27 +36,38 @@ log = logging.getLogger(__name__)
 
 class HindsightSampler:
     """Minibatches {observations [B, O], actions [B, A], goals [B, G]}: a uniform (state, action) row and
-    the goal representation of a uniform strictly-later state of the same episode."""
+    the goal representation of a uniform strictly-later state of the same episode. With subgoal_steps k
+    (the hierarchical policies) also {subgoals [B, G], low_goals [B, G]}: the high level's target
+    rep(s_min(i + k, j)) and the low level's condition rep(s_min(i + k, e)) (hgcfm.py); they use no
+    randomness, so the flat policies' batches are the same either way."""
 
-    def __init__(self, data: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator):
+    def __init__(
+        self,
+        data: dict[str, torch.Tensor],
+        batch_size: int,
+        generator: torch.Generator,
+        subgoal_steps: int | None = None,
+    ):
         self.states, self.goal_reps = data["states"], data["goal_reps"]  # [S, O], [S, G]: all states
         self.actions, self.row_state, self.row_last = data["actions"], data["row_state"], data["row_last"]
-        self.batch_size, self.generator = batch_size, generator
+        self.batch_size, self.generator, self.subgoal_steps = batch_size, generator, subgoal_steps
 
-    def goal_index(self, idx: torch.Tensor) -> torch.Tensor:
-        """j ~ U{i+1, ..., e} for the rows idx (i their state, e their episode's last state): [B]."""
-        i, e = self.row_state[idx], self.row_last[idx]
-        u = torch.rand(len(idx), generator=self.generator, dtype=torch.float64, device=idx.device)
+    def goal_index(self, i: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """j ~ U{i+1, ..., e} for states i whose episode's last state is e: [B]."""
+        u = torch.rand(len(i), generator=self.generator, dtype=torch.float64, device=i.device)
         return torch.minimum(i + 1 + (u * (e - i)).long(), e)
 
     def sample(self) -> dict[str, torch.Tensor]:
         g = self.generator  # on the device the tensors live on: no host round trip per step
         idx = torch.randint(len(self.actions), (self.batch_size,), generator=g, device=g.device)  # rows [B]
-        return {
-            "observations": self.states[self.row_state[idx]],
-            "actions": self.actions[idx],
-            "goals": self.goal_reps[self.goal_index(idx)],
-        }
+        i, e = self.row_state[idx], self.row_last[idx]  # [B]: state index, its episode's last state
+        j = self.goal_index(i, e)  # [B]
+        batch = {"observations": self.states[i], "actions": self.actions[idx], "goals": self.goal_reps[j]}
+        if self.subgoal_steps is not None:
+            ahead = i + self.subgoal_steps
+            batch["subgoals"] = self.goal_reps[torch.minimum(ahead, j)]  # z*: never past the goal
+            batch["low_goals"] = self.goal_reps[torch.minimum(ahead, e)]  # z_l: never past the episode
+        return batch
 
 
 def goal_tensors(name: str, episodes: list[Episode]) -> dict[str, torch.Tensor]:
@@ -89,7 +102,9 @@ def run(params: Params, env: str, seed: int, algo: str, dataset_root: Path, out_
         data,
         cfg,
         update=lambda b: agent.update(b, ts.gen),
-        make_sampler=lambda on_device: HindsightSampler(on_device, cfg.batch_size, ts.gen),
+        make_sampler=lambda on_device: HindsightSampler(
+            on_device, cfg.batch_size, ts.gen, cfg.subgoal_steps if algo in HIER_ALGOS else None
+        ),
     )
     metrics = {
         "actor_loss": float(train_log.iloc[-1]["actor/loss"]),

@@ -168,4 +168,4 @@ def gc_evaluate_outputs(env, seed):
 
 
 def gc_plot_outputs(env):
-    return [f"data/gc_plots/{env}/{f}" for f in ("results.csv", "success_vs_w.png", "trajectories.png")]
+    return [f"data/gc_plots/{env}/{f}" for f in ("results.csv", "success_vs_w.png", "trajectories.png", "hier_trajectories.png")]
