@@ -99,7 +99,7 @@ FAULTS = [
     ("checkpoint write fails half-way", "test_algorithms.py::test_save_checkpoint_failure_keeps_old_file_and_leaves_no_temp",
      "old file kept, no temp file"),
     # the goal-conditioned half (OGBench)
-    ("train_gc dies after a checkpoint (CFGRL, Gaussian GCBC)", "test_gc.py::test_killed_train_gc_resumes_to_the_same_weights",
+    ("train_gc dies after a checkpoint (CFGRL, Gaussian GCBC, HCFGRL)", "test_gc.py::test_killed_train_gc_resumes_to_the_same_weights",
      "resumes with optimiser, RNG and step: same weights as an uninterrupted run"),
     ("train_gc CLI process SIGKILLed after a checkpoint",
      "test_gc.py::test_sigkilled_train_gc_cli_leaves_only_its_resume_checkpoint_and_resumes",

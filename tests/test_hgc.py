@@ -131,7 +131,6 @@ def test_dropout_at_each_level_is_independent(one_thread):
         assert abs(null.float().mean().item() - 0.3) < 0.01
     both = (null_h & null_l).float().mean().item()
     assert abs(both - 0.09) < 0.01  # independent draws: 0.3^2, not 0.3
-    assert not torch.equal(t_h, t_l)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,9 +179,9 @@ def test_hierarchical_checkpoints_restore_the_same_sampler(tmp_path, one_thread)
         checkpoints.save_agent(tmp_path / f"{algo}.pt", "gc_policy", agent, config, MAZE, 0, 2)
         back = gc_policies.from_checkpoint(tmp_path / f"{algo}.pt")
         assert isinstance(back, cls) and back.algo == algo
-        assert back.noise_dim == (4 if cls is HGCFlow else 2)
+        w = None if algo == "flow_hgcbc" else 3.0  # flow HGCBC: the conditional velocities only
         torch.testing.assert_close(
-            back.sample(obs, goal, 3.0, noise=noise), agent.sample(obs, goal, 3.0, noise=noise)
+            back.sample(obs, goal, w, noise=noise), agent.sample(obs, goal, w, noise=noise)
         )
     assert gc_policies.build("flow_hgcbc", 2, 2, 2, p.train_gc).goal_dropout == 0.0
 
@@ -190,29 +189,39 @@ def test_hierarchical_checkpoints_restore_the_same_sampler(tmp_path, one_thread)
 def test_hierarchical_lockstep_evaluation_equals_a_sequential_loop_and_records_subgoals(one_thread):
     torch.manual_seed(0)
     agent = HGCFlow(2, 2, 2, gc_params().train_gc, goal_dropout=0.1)
-    tasks, seeds, noise = [1, 2, 1, 2], [11, 12, 11, 12], [5, 6, 5, 6]
+    tasks, seeds, noise, sub = [1, 2, 1, 2], [11, 12, 11, 12], [5, 6, 5, 6], [7, 8, 7, 8]
     pairs = np.array([[0.0, 0.0], [0.0, 0.0], [3.0, 1.0], [3.0, 1.0]])
-    subgoals = {0: [], 3: []}
-    act = gc_evaluate.policy_act_fn(agent, pairs, noise, subgoals)
+    lock, seq = {i: [] for i in range(4)}, {i: [] for i in range(4)}
+    act = gc_evaluate.policy_act_fn(agent, pairs, noise, sub, lock)
     s_lock, l_lock, xy = gc_evaluate.run_gc_lockstep(
-        MAZE, tasks, seeds, act, max_steps=20, record=[0, 3], desc=""
+        MAZE, tasks, seeds, act, max_steps=20, record=[3], desc=""
     )
-    s_seq, l_seq = gc_evaluate.run_gc_sequential(
-        MAZE, tasks, seeds, gc_evaluate.policy_act_fn(agent, pairs, noise), 20
-    )
+    act = gc_evaluate.policy_act_fn(agent, pairs, noise, sub, seq)
+    s_seq, l_seq = gc_evaluate.run_gc_sequential(MAZE, tasks, seeds, act, 20)
     np.testing.assert_array_equal(l_lock, l_seq)
     np.testing.assert_array_equal(s_lock, s_seq)
-    for i in (0, 3):  # one subgoal per control step, sampled at the path's states
-        assert np.stack(subgoals[i]).shape == (l_lock[i], 2) and len(xy[i][0]) == l_lock[i] + 1
-    # the first subgoal is the one the policy samples at the start state with that env's noise
-    z0 = agent.sample(
-        torch.from_numpy(xy[3][0][:1]).float(),
-        torch.from_numpy(xy[3][1][None]).float(),
-        3.0,
-        1.0,
-        noise=gc_evaluate.NoiseStreams([6], agent.noise_dim).next(np.array([0])),
-    )[1]
-    np.testing.assert_allclose(subgoals[3][0], z0[0].numpy(), rtol=1e-5, atol=1e-5)
+    for i in range(4):  # one subgoal per control step, the same whether envs run together or alone
+        assert np.stack(lock[i]).shape == (l_lock[i], 2)
+        np.testing.assert_allclose(np.stack(lock[i]), np.stack(seq[i]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.stack(lock[1]), np.stack(lock[3]))  # task 2 at (0, 0) vs at (3, 1)
+    # env 3 at (w_high, w_low) = (3, 1): its first action and subgoal are the policy's at that pair, from
+    # its subgoal stream's then its action stream's first draws (the action stream is the flat methods')
+    noise_3 = torch.cat(
+        [
+            gc_evaluate.NoiseStreams([8], 2).next(np.array([0])),
+            gc_evaluate.NoiseStreams([6], 2).next(np.array([0])),
+        ],
+        1,
+    )
+    obs0, goal = torch.from_numpy(xy[3][0][:1]).float(), torch.from_numpy(xy[3][1][None]).float()
+    a_ref, z_ref = agent.sample(obs0, goal, 3.0, 1.0, noise=noise_3)
+    np.testing.assert_allclose(lock[3][0], z_ref[0].numpy(), rtol=1e-5, atol=1e-6)
+    fresh = gc_evaluate.policy_act_fn(agent, pairs, noise, sub)
+    a = fresh(obs0.repeat(4, 1), goal.repeat(4, 1), np.arange(4))
+    torch.testing.assert_close(a[3:], a_ref)
+    assert not torch.allclose(a[3:], agent.sample(obs0, goal, 3.0, 3.0, noise=noise_3)[0])  # w_low is used
+    with pytest.raises(ValueError, match="w=None"):  # flow HGCBC's null vectors are never trained
+        HGCFlow(2, 2, 2, gc_params().train_gc, goal_dropout=0.0).sample(obs0, goal, 1.0)
 
 
 def test_hcfgrl_settings_are_the_joint_sweep_then_the_off_diagonal_grid():
@@ -244,3 +253,33 @@ def test_plot_results_keep_the_level_grid_apart_from_the_joint_sweep():
     assert h[3.0] == 1.0 and h[0.0] == 0.0
     assert gc_plot.joint(allr, "hcfgrl").w_low.tolist() == [3.0]
     assert gc_plot.joint(allr, "cfgrl").success.tolist() == [0.5]
+
+
+def test_hcfgrl_reporting_best_w_tables_and_headline():
+    from pipeline_steps.both import aggregate
+
+    def row(method, w, w_low, success):
+        return dict(
+            method=method, w=w, w_low=w_low, task="all", success=success, success_lo=0.0, success_hi=1.0
+        )
+
+    overall = pd.DataFrame(
+        [
+            row("cfgrl", 1.0, np.nan, 0.4),
+            row("cfgrl", 3.0, np.nan, 0.5),
+            row("hcfgrl", 1.0, 1.0, 0.6),
+            row("hcfgrl", 3.0, 3.0, 0.5),
+            row("hcfgrl", 3.0, 1.0, 0.9),  # off-diagonal: not a joint w
+            row("hgcbc", np.nan, np.nan, 0.2),
+        ]
+    )
+    assert gc_evaluate.best_w(overall, "cfgrl") == 3.0
+    assert gc_evaluate.best_w(overall, "hcfgrl") == 1.0  # the grid's 0.9 is not a joint setting
+    gc = overall.assign(env=MAZE, seeds=3, ci_over="seeds")
+    md = aggregate.gc_markdown(gc)
+    assert "| HCFGRL w=1 | HCFGRL w=3 | flow HGCBC | Gaussian HGCBC |" in md
+    assert "| 0.60 [0.00, 1.00] | 0.50 [0.00, 1.00] | - | 0.20 [0.00, 1.00] |" in md
+    head = aggregate.headline_metrics(pd.DataFrame(), gc)["headline"][MAZE]
+    assert head["hcfgrl_success_best"] == 0.6 and head["hcfgrl_success_best_w"] == 1.0
+    assert head["success_best"] == 0.5 and head["success_hgcbc"] == 0.2
+    assert aggregate.gc_markdown(gc[gc.method == "cfgrl"].drop(columns="w_low")).count("HCFGRL") == 0

@@ -21,7 +21,7 @@ from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
 from pipeline_steps.algorithms.cfgrl import CFGRL
 from pipeline_steps.both.exps import number
-from pipeline_steps.core.params import load_params
+from pipeline_steps.core.params import GC_ALGOS, load_params
 from pipeline_steps.core.rollouts import (
     awf_act_fn,
     awr_act_fn,
@@ -115,17 +115,27 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
     for stage in stages:
         assert any(s.startswith(stage + "@") for s in ran), (stage, ran)
     gc_episodes = pd.read_csv(tiny_repo / "data/gc_evaluate/pointmaze-medium-navigate/seed0/episodes.csv")
-    assert set(gc_episodes.method) == {"cfgrl", "flow_gcbc", "gcbc", "data_policy"}
+    assert set(gc_episodes.method) == {*GC_ALGOS, "data_policy"}
     assert gc_episodes.success.isin([0.0, 1.0]).all()
+    p = load_params(tiny_repo / "params.yaml")
+    per_setting = gc_episodes.groupby(["method", "w", "w_low"], dropna=False).size()
+    n_tasks = len(p.gc_evaluate.tasks) * p.gc_evaluate.episodes
+    assert (per_setting == n_tasks).all()
+    hc = gc_episodes[gc_episodes.method == "hcfgrl"]  # the joint sweep and the off-diagonal level grid
+    levels = p.gc_evaluate.level_ws
+    want = {(w, w) for w in p.gc_evaluate.guidance_ws} | {(a, b) for a in levels for b in levels}
+    assert set(zip(hc.w, hc.w_low)) == want
     gc_plots = tiny_repo / "data/gc_plots/pointmaze-medium-navigate"
-    assert {"success", "success_lo", "success_hi"} <= set(pd.read_csv(gc_plots / "results.csv").columns)
-    for png in ("success_vs_w.png", "trajectories.png"):
+    assert {"success", "success_lo", "success_hi", "w_low"} <= set(
+        pd.read_csv(gc_plots / "results.csv").columns
+    )
+    for png in ("success_vs_w.png", "trajectories.png", "hier_trajectories.png"):
         assert (gc_plots / png).stat().st_size > 10_000
     md = (tiny_repo / "data/aggregate/summary.md").read_text()
     assert "| pointmaze-medium-navigate | 1 | " in md and "flow GCBC" in md  # both halves in one summary
+    assert "HCFGRL w=3" in md and "Gaussian HGCBC" in md
     ev = tiny_repo / "data/evaluate/cheetah-run/seed0"
     episodes = pd.read_csv(ev / "episodes.csv")
-    p = load_params(tiny_repo / "params.yaml")
     n_settings = len(p.evaluate.guidance_ws) + len(p.train_awr.inv_betas) + len(p.train_awf.inv_betas)
     assert len(episodes) == p.evaluate.episodes * n_settings
     assert episodes.groupby("method").size().to_dict() == {
@@ -189,11 +199,15 @@ def test_gc_trajectories_cover_every_task_from_one_start_per_task(tiny_repo):
     cfg = p.gc_evaluate
     with np.load(tiny_repo / "data/gc_evaluate/pointmaze-medium-navigate/seed0/trajectories.npz") as z:
         keys = set(z.files)
-        want = {f"task{k}_w={w:g}" for k in cfg.tasks for w in cfg.trajectory_ws}
-        assert keys == want | {f"task{k}_goal" for k in cfg.tasks}
+        want = {f"task{k}_{m}w={w:g}" for k in cfg.tasks for w in cfg.trajectory_ws for m in ("", "hcfgrl_")}
+        subgoals = {f"task{k}_hcfgrl_w={w:g}_subgoals" for k in cfg.tasks for w in cfg.trajectory_ws}
+        assert keys == want | subgoals | {f"task{k}_goal" for k in cfg.tasks}
         for k in cfg.tasks:
-            starts = [z[f"task{k}_w={w:g}"][0] for w in cfg.trajectory_ws]
+            starts = [z[f"task{k}_{m}w={w:g}"][0] for w in cfg.trajectory_ws for m in ("", "hcfgrl_")]
             assert all(np.array_equal(starts[0], s) for s in starts)
+            for w in cfg.trajectory_ws:  # one subgoal (xy) per control step of HCFGRL's path
+                path, sub = z[f"task{k}_hcfgrl_w={w:g}"], z[f"task{k}_hcfgrl_w={w:g}_subgoals"]
+                assert sub.shape == (len(path) - 1, 2)
         goals = [tuple(z[f"task{k}_goal"]) for k in cfg.tasks]
         assert len(set(goals)) == len(goals)
 

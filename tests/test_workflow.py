@@ -19,6 +19,8 @@ import pytest
 import yaml
 from conftest import REPO, copy_repo, run_tool
 
+from pipeline_steps.core.params import GC_ALGOS
+
 SNAKE = ["snakemake", "--snakefile", "workflow/Snakefile"]
 
 
@@ -119,7 +121,7 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
         "render": envs,
         "aggregate": 1,
         "gc_dataset": gc,
-        "train_gc": gc * seeds * 3,
+        "train_gc": gc * seeds * len(GC_ALGOS),
         "gc_evaluate": gc * seeds,
         "gc_plot": gc,
         "all": 1,
@@ -132,7 +134,7 @@ def test_paper_gc_profile_expands_table_3_on_8_seeds():
     envs, seeds = 4, 8
     assert counts == {
         "gc_dataset": envs,
-        "train_gc": envs * seeds * 3,
+        "train_gc": envs * seeds * len(GC_ALGOS),
         "gc_evaluate": envs * seeds,
         "gc_plot": envs,
         "gc_all": 1,
@@ -322,7 +324,7 @@ def edit_params(repo: Path, section: str, key: str, value) -> None:
 def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
     """Snakemake records its jobs in dvc.lock when it ends: dvc repro has nothing to do."""
     repo, out = tiny2_run
-    assert "dvc.lock: recorded the 29 stages of this run" in out  # its 28 jobs + the params slices
+    assert "dvc.lock: recorded the 35 stages of this run" in out  # its 34 jobs + the params slices
     assert dvc_would_run(repo) == []
     assert run_tool(["dvc", "status"], repo).stdout.strip() in ("", "Data and pipelines are up to date.")
 
@@ -367,7 +369,7 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
     expected += [f"{s}@cheetah-run-{seed}" for s in PER_SEED for seed in (0, 1)]
     gc = "pointmaze-medium-navigate"
     expected += [f"gc_dataset@{gc}", f"gc_plot@{gc}"] + [f"gc_evaluate@{gc}-{seed}" for seed in (0, 1)]
-    expected += [f"train_gc@{gc}-{seed}-{a}" for seed in (0, 1) for a in ("cfgrl", "flow_gcbc", "gcbc")]
+    expected += [f"train_gc@{gc}-{seed}-{a}" for seed in (0, 1) for a in GC_ALGOS]
     assert sorted(ran) == sorted(expected), out
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
@@ -430,7 +432,7 @@ def test_parallel_repro_outputs_equal_the_snakemake_runs(tiny2_dvc, tiny2_run):
 
 def test_repro_waves_and_jobs():
     from pipeline_steps.both.repro import BRANCH_STAGES, GC_BRANCH_STAGES, default_jobs, repro, waves
-    from pipeline_steps.core.params import GC_ALGOS, load_params
+    from pipeline_steps.core.params import load_params
 
     p = load_params(REPO / "profiles" / "results.yaml")
     slices, datasets, branches = waves(p)
@@ -440,9 +442,7 @@ def test_repro_waves_and_jobs():
     assert datasets == [[one, "dataset@walker-run"], [one, "dataset@cheetah-run"], [one, f"gc_dataset@{gc}"]]
     assert len(branches) == 6 + 3 and branches[8] == [
         "--single-item",
-        f"train_gc@{gc}-2-cfgrl",
-        f"train_gc@{gc}-2-flow_gcbc",
-        f"train_gc@{gc}-2-gcbc",
+        *(f"train_gc@{gc}-2-{a}" for a in GC_ALGOS),
         f"gc_evaluate@{gc}-2",
     ]
     assert branches[5] == [

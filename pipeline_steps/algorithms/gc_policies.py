@@ -36,6 +36,11 @@ def build(algo: str, obs_dim: int, goal_dim: int, act_dim: int, cfg: TrainGcPara
     raise ValueError(f"unknown algo {algo!r}; one of {GC_ALGOS}")
 
 
+def is_hierarchical(agent) -> bool:
+    """A subgoal level above an action level: `agent.sample` returns (action, subgoal)."""
+    return isinstance(agent, (HGCFlow, GaussianHGCBC))
+
+
 def from_checkpoint(path: Path, device="cpu"):
     """Rebuild a trained goal-conditioned policy from its checkpoint, on `device`; `.algo` says which one."""
 

@@ -19,7 +19,6 @@ class GaussianGCBC(nn.Module):
     def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, cfg: TrainGcParams, compile=False):
         super().__init__()
         self.cfg, self.act_dim = cfg, act_dim
-        self.noise_dim = act_dim  # unused: the mean acts
         self.obs_norm = ObsNormalizer(obs_dim)  # identity, as in the authors' agent
         self.mean = mlp(obs_dim + goal_dim, cfg.hidden, act_dim, layer_norm=False, activation=nn.GELU)
         self.optimizer = torch.optim.Adam(self.mean.parameters(), lr=cfg.lr, fused=True)

@@ -90,7 +90,6 @@ class GCFlow(nn.Module):
     ):
         super().__init__()
         self.cfg, self.act_dim, self.goal_dropout = cfg, act_dim, goal_dropout
-        self.noise_dim = act_dim  # flow noise per action (the evaluation's noise streams)
         self.obs_norm = ObsNormalizer(obs_dim)  # identity: the authors' agents see raw observations
         self.velocity = GoalVelocityNet(obs_dim, goal_dim, act_dim, cfg.hidden)
         self.optimizer = torch.optim.Adam(self.velocity.parameters(), lr=cfg.lr, fused=True)
@@ -121,6 +120,8 @@ class GCFlow(nn.Module):
     def sample_actions(self, obs, goal, w=None, noise=None, generator=None) -> torch.Tensor:
         """Euler-integrate the flow from x_0 ~ N(0, I): obs [B, O], goal [B, G], w scalar or [B] (None:
         the goal-conditioned flow alone, as flow GCBC samples) -> a [B, A] in [-1, 1]."""
+        if self.goal_dropout == 0 and w is not None:
+            raise ValueError("flow GCBC has no trained null goal: sample it with w=None")
         obs = self.obs_norm(obs)
         x_0 = (
             noise

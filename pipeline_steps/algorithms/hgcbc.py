@@ -21,7 +21,6 @@ class GaussianHGCBC(nn.Module):
     def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, cfg: TrainGcParams, compile=False):
         super().__init__()
         self.cfg, self.goal_dim, self.act_dim = cfg, goal_dim, act_dim
-        self.noise_dim = act_dim  # unused: the means act
         self.obs_norm = ObsNormalizer(obs_dim)  # identity, as in the authors' agent
         self.high = mlp(obs_dim + goal_dim, cfg.hidden, goal_dim, layer_norm=False, activation=nn.GELU)
         self.low = mlp(obs_dim + goal_dim, cfg.hidden, act_dim, layer_norm=False, activation=nn.GELU)

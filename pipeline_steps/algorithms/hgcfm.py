@@ -47,7 +47,6 @@ class HGCFlow(nn.Module):
     ):
         super().__init__()
         self.cfg, self.goal_dim, self.act_dim, self.goal_dropout = cfg, goal_dim, act_dim, goal_dropout
-        self.noise_dim = goal_dim + act_dim  # per action: z_0 [G] then x_0 [A] (the evaluation's streams)
         self.obs_norm = ObsNormalizer(obs_dim)  # identity: the authors' agents see raw observations
         self.high = GoalVelocityNet(obs_dim, goal_dim, goal_dim, cfg.hidden)  # v_h(s, g, z_t, t) -> [B, G]
         self.low = GoalVelocityNet(obs_dim, goal_dim, act_dim, cfg.hidden)  # v_l(s, z, x_t, t) -> [B, A]
@@ -85,12 +84,15 @@ class HGCFlow(nn.Module):
     @torch.no_grad()
     def sample(self, obs, goal, w=None, w_low=None, noise=None, generator=None):
         """Subgoal, then action: obs [B, O], goal [B, G]; w (the high level's, and the low level's unless
-        w_low is given) scalar or [B]; w None: the conditional velocities alone (flow HGCBC); noise
-        [B, G + A] = (z_0, x_0). Returns (a [B, A] in [-1, 1], z [B, G])."""
+        w_low is given) scalar or [B]; w None: the conditional velocity at both levels (flow HGCBC; with
+        w_low given, at the high level only); noise [B, G + A] = (z_0, x_0). Returns (a [B, A] in
+        [-1, 1], z [B, G])."""
+        if self.goal_dropout == 0 and (w is not None or w_low is not None):
+            raise ValueError("flow HGCBC has no trained null vectors: sample it with w=None")
         obs = self.obs_norm(obs)
         n, G = self.cfg.flow_steps, self.goal_dim
         if noise is None:
-            noise = torch.randn(len(obs), self.noise_dim, generator=generator, device=obs.device)
+            noise = torch.randn(len(obs), G + self.act_dim, generator=generator, device=obs.device)
         w_h = as_column(w, obs)  # [1, 1] or [B, 1] (None: conditional only)
         w_l = w_h if w_low is None else as_column(w_low, obs)
         z = euler_flow(self.high, obs, goal, noise[:, :G], n, w_h)  # [B, G], not clipped

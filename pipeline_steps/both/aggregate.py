@@ -222,7 +222,10 @@ def headline_metrics(summary: pd.DataFrame, gc: pd.DataFrame) -> dict:
         m |= {"success_best": best.success, "success_best_w": best.w}
         h = g[(g.method == "hcfgrl") & (g.w_low == g.w)] if "w_low" in g else g.iloc[:0]
         if len(h):  # HCFGRL's best over its joint sweep (the same w at both levels)
-            m |= {"hcfgrl_best": h.success.max(), "hcfgrl_best_w": h.loc[h.success.idxmax()].w}
+            m |= {
+                "hcfgrl_success_best": h.success.max(),
+                "hcfgrl_success_best_w": h.loc[h.success.idxmax()].w,
+            }
         others = {**GC_METHODS, **HIER_METHODS}
         m |= {f"success_{k}": g[g.method == k].success.iloc[0] for k in others if (g.method == k).any()}
         out[env] = m

@@ -8,8 +8,9 @@ run as one more lockstep batch on the same start states. HCFGRL runs its setting
 same way (per env a (w_high, w_low): the joint sweep w_high = w_low over guidance_ws, then the
 off-diagonal pairs of level_ws x level_ws), then flow HGCBC and Gaussian HGCBC. Start states, goals and
 flow noise depend on (seed, task, episode) only, so every w and every method sees the same ones
-(common random numbers; a hierarchical policy's stream draws its subgoal noise before its action
-noise) and the batch returns what a sequential loop over the same seeds returns. Success is
+(common random numbers: the action noise of step t is the same draw for the flat and the hierarchical
+flows; the subgoal noise comes from a stream of its own) and the batch returns what a sequential loop
+over the same seeds returns. Success is
 `info["success"]` at the last step (episodes end at the first success or at the env's step limit);
 per task and over all tasks with Wilson 95% intervals.
 
@@ -47,7 +48,11 @@ from pipeline_steps.datasets.oracle import MemoSubgoal, noisy_oracle_action
 from pipeline_steps.envs import ogbench_gc
 
 log = logging.getLogger(__name__)
-_RESET_TAG, _NOISE_TAG = 17, 18  # evaluation seeds, separate from the dataset's and dm_control's
+_RESET_TAG, _NOISE_TAG, _SUBGOAL_TAG = (
+    17,
+    18,
+    19,
+)  # evaluation seeds, apart from the dataset's and dm_control's
 
 # (obs [n, O], goals [n, G], env indices [n]) -> actions [n, A]
 GcActFn = Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
@@ -118,24 +123,32 @@ def run_gc_sequential(name: str, tasks: list[int], reset_seeds: list[int], act: 
 
 
 def policy_act_fn(
-    agent, ws: np.ndarray | None, noise_seeds: list[int], subgoals: dict | None = None
+    agent,
+    ws: np.ndarray | None,
+    noise_seeds: list[int],
+    subgoal_seeds: list[int] | None = None,
+    subgoals: dict | None = None,
 ) -> GcActFn:
     """Env i samples with guidance ws[i] (None: the policy's own sampler; [N, 2]: a hierarchical policy's
-    (w_high, w_low)) and its own noise stream. A hierarchical policy's sampled subgoal of each env whose
-    index is a key of `subgoals` is appended to that env's list there, one per control step."""
+    (w_high, w_low)) and its own action-noise stream (seeded noise_seeds[i]: the same stream for every
+    method). A hierarchical policy draws its subgoal noise from a second stream (subgoal_seeds[i]), and
+    the subgoal it samples for each env whose index is a key of `subgoals` is appended to that env's
+    list there, one per control step."""
     dev = module_device(agent)  # the policy's device; the physics stays on the CPU
-    streams = NoiseStreams(noise_seeds, agent.noise_dim, device=dev)
+    streams = NoiseStreams(noise_seeds, agent.act_dim, device=dev)
+    hierarchical = gc_policies.is_hierarchical(agent)
+    if hierarchical:
+        sub_streams = NoiseStreams(subgoal_seeds, agent.goal_dim, device=dev)
     n = len(noise_seeds)
     w_all = torch.zeros(n, 2) if ws is None else torch.as_tensor(ws, dtype=torch.float32).reshape(n, -1)
     O, k = agent.obs_norm.mean.shape[0], w_all.shape[1]
-    hierarchical = hasattr(agent, "sample")  # HGCFlow / GaussianHGCBC: (action, subgoal)
 
     def act(obs, goals, idx):
         batch = torch.cat([obs, goals, w_all[idx]], 1).to(dev)  # [n, O + G + k]: one copy per step
         o, g, w = batch[:, :O], batch[:, O:-k], (None if ws is None else batch[:, -k:])
-        noise = streams.next(idx)
         if not hierarchical:
-            return agent.sample_actions(o, g, None if w is None else w[:, 0], noise=noise).cpu()
+            return agent.sample_actions(o, g, None if w is None else w[:, 0], noise=streams.next(idx)).cpu()
+        noise = torch.cat([sub_streams.next(idx), streams.next(idx)], 1)  # [n, G + A]: z_0, x_0
         w_low = None if w is None or k == 1 else w[:, 1]
         a, z = agent.sample(o, g, None if w is None else w[:, 0], w_low, noise=noise)
         if subgoals:
@@ -230,6 +243,7 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
     task_of = [k for k, _ in pairs]
     reset_seeds = [episode_seed(_RESET_TAG, seed, k, e) for k, e in pairs]
     noise_seeds = [episode_seed(_NOISE_TAG, seed, k, e) for k, e in pairs]
+    subgoal_seeds = [episode_seed(_SUBGOAL_TAG, seed, k, e) for k, e in pairs]
     m = len(pairs)
     # trajectories: episode 0 of every task at each trajectory w (w-major batch index); HCFGRL's joint
     # sweep comes first in its batch, in the same order, so the same indices record its paths
@@ -241,9 +255,8 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
     def sweep(method, settings: np.ndarray | None, record=(), subgoals=None):
         """One lockstep batch of the method over its settings ([S] w, [S, 2] (w_high, w_low) or None)."""
         S = 1 if settings is None else len(settings)
-        act = policy_act_fn(
-            agents[method], None if settings is None else np.repeat(settings, m, 0), noise_seeds * S, subgoals
-        )
+        w = None if settings is None else np.repeat(settings, m, 0)
+        act = policy_act_fn(agents[method], w, noise_seeds * S, subgoal_seeds * S, subgoals)
         t0 = time.perf_counter()
         desc = f"gc_evaluate {env} seed{seed} {method}" + (f" x {S} settings" if S > 1 else "")
         s, l, xy = run_gc_lockstep(env, task_of * S, reset_seeds * S, act, cfg.max_steps, record, desc)

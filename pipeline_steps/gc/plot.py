@@ -104,19 +104,19 @@ def draw_success_vs_w(ax, res: pd.DataFrame, env: str) -> None:
     ax.legend(fontsize=7, loc="best")
 
 
-def draw_level_grid(ax, res: pd.DataFrame, level_ws: list[float]) -> None:
-    """HCFGRL's success over (w_high, w_low) in level_ws x level_ws, task 'all', each cell with its rate
-    (the diagonal from the joint sweep)."""
+def draw_level_grid(ax, res: pd.DataFrame) -> None:
+    """HCFGRL's success over its (w_high, w_low) grid, task 'all', each cell with its rate: the axes are
+    the w values of the off-diagonal settings (gc_evaluate.level_ws), the diagonal from the joint sweep."""
     h = res[(res.method == "hcfgrl") & (res.task == "all")]
-    grid = h.pivot_table(index="w_low", columns="w", values="success").reindex(
-        index=level_ws, columns=level_ws
-    )
+    off = h[h.w != h.w_low]
+    levels = sorted(set(off.w) | set(off.w_low))
+    grid = h.pivot_table(index="w_low", columns="w", values="success").reindex(index=levels, columns=levels)
     im = ax.imshow(grid.to_numpy(), origin="lower", vmin=0, vmax=1, cmap="viridis")
     for (r, c), v in np.ndenumerate(grid.to_numpy()):
         if np.isfinite(v):
             ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color="w" if v < 0.6 else "k")
-    ax.set_xticks(range(len(level_ws)), [f"{w:g}" for w in level_ws])
-    ax.set_yticks(range(len(level_ws)), [f"{w:g}" for w in level_ws])
+    ax.set_xticks(range(len(levels)), [f"{w:g}" for w in levels])
+    ax.set_yticks(range(len(levels)), [f"{w:g}" for w in levels])
     ax.set(xlabel="w_high (subgoal level)", ylabel="w_low (action level)", title="HCFGRL, mean over tasks")
     ax.figure.colorbar(im, ax=ax, fraction=0.046, label="success rate")
 
@@ -218,7 +218,7 @@ def run(params: Params, env: str, eval_dirs: list[Path], out_dir: Path) -> pd.Da
     res = results(pd.concat(per_seed, ignore_index=True))
     fig, (ax, ax_grid) = plt.subplots(1, 2, figsize=(11.5, 4.5), width_ratios=(1.6, 1))
     draw_success_vs_w(ax, res, env)
-    draw_level_grid(ax_grid, res, params.gc_evaluate.level_ws)
+    draw_level_grid(ax_grid, res)
     fig.tight_layout()
     fig.savefig(out_dir / "success_vs_w.png", dpi=120)
     plt.close(fig)
