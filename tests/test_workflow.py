@@ -144,9 +144,14 @@ def test_paper_gc_profile_expands_table_3_on_8_seeds():
 @pytest.mark.parametrize(
     "profile, n_stages",
     [
-        (None, 21 + 6),  # 2 envs x 1 seed: 2 x (dataset, plot, render) + 2 x 7 per-seed stages + aggregate
-        ("paper", 9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * 3 + 4),  # Table 1: 9 envs x 4 seeds (+ gc: 1 env x 4 seeds)
-        ("paper_ogbench", 9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * 3 + 4),  # Table 2: 9 envs x 4 seeds
+        # 2 envs x 1 seed: 2 x (dataset, plot, render) + 2 x 7 per-seed stages + aggregate; gc_dataset,
+        # train_gc x 6 algos + gc_evaluate, gc_plot
+        (None, 21 + 2 + len(GC_ALGOS) + 1),
+        (
+            "paper",
+            9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * (len(GC_ALGOS) + 1),
+        ),  # Table 1: 9 envs x 4 seeds (+ gc: 4 seeds)
+        ("paper_ogbench", 9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * (len(GC_ALGOS) + 1)),  # Table 2: 9 envs x 4 seeds
     ],
 )
 def test_snakemake_and_dvc_build_the_same_dag(profile, n_stages, tmp_path):
@@ -307,8 +312,10 @@ def test_parallel_jobs_track_to_one_mlflow_db_without_lock_errors(tiny2_run):
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
     runs = db.execute("select status from runs").fetchall()
-    # dataset + 7 per-seed stages x 2 seeds + plot + render + aggregate; gc_dataset + 4 per seed x 2 + gc_plot
-    assert len(runs) == 1 + 7 * 2 + 1 + 1 + 1 + 1 + 4 * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
+    # dataset + 7 per-seed stages x 2 seeds + plot + render + aggregate; gc_dataset + (6 train_gc +
+    # gc_evaluate) per seed x 2 + gc_plot
+    n_gc = len(GC_ALGOS) + 1
+    assert len(runs) == 1 + 7 * 2 + 1 + 1 + 1 + 1 + n_gc * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
 
 
 def dvc_would_run(repo: Path) -> list[str]:
@@ -380,7 +387,7 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
         " on r.run_uuid = t.run_uuid where t.key = 'seed'"
     ).fetchall()
     runs = [r for r in runs if r[3] in ("0", "1")]
-    assert len(runs) == 7 * 2 + 4 * 2 + 1  # the per-seed stages, and render (on seed 0)
+    assert len(runs) == 7 * 2 + (len(GC_ALGOS) + 1) * 2 + 1  # the per-seed stages, and render (on seed 0)
     # wave 2 ran the two seeds' branches at the same time: their spans overlap
     span = {s: [(a, b) for _, a, b, seed in runs if seed == s] for s in ("0", "1")}
     starts = {s: min(a for a, _ in span[s]) for s in span}
