@@ -72,3 +72,29 @@ def test_each_setting_gets_its_verdict(tmp_path):
     assert cli.invoke(app, [*app_args, "--strict"]).exit_code == 1  # a DIFFERS fails a scripted check
     missing = cli.invoke(app, ["--run", str(tmp_path / "nowhere"), "--reference", str(ref)])
     assert missing.exit_code == 2 and "no results.csv" in missing.output
+
+
+def test_hcfgrl_grid_settings_are_their_own_rows_and_old_references_still_load(tmp_path):
+    gc_env = "pointmaze-medium-navigate"
+    cols = ["env", "method", "w", "w_low", "task", "success", "success_lo", "success_hi"]
+    run = write_run(tmp_path / "run", [("walker-run", "cfgrl", 1.0, 1, 52.4, 4.1, "episodes")])
+    pd.DataFrame(
+        [
+            (gc_env, "cfgrl", 3.0, float("nan"), "all", 0.5, 0.3, 0.7),
+            (gc_env, "hcfgrl", 3.0, 3.0, "all", 0.6, 0.4, 0.8),
+            (gc_env, "hcfgrl", 3.0, 0.0, "all", 0.1, 0.0, 0.3),  # same w_high, another w_low
+        ],
+        columns=cols,
+    ).to_csv(run / "gc_results.csv", index=False)
+    ref = write_run(  # a reference made before the hierarchical policies: no w_low column
+        tmp_path / "ref",
+        [("walker-run", "cfgrl", 1.0, 1, 52.4, 4.1, "episodes")],
+        [(gc_env, "cfgrl", 3.0, "all", 0.5, 0.3, 0.7)],
+    )
+    table = compare.compare(compare.load(run), compare.load(ref)).set_index(["env", "setting"]).verdict
+    assert table.to_dict() == {
+        ("walker-run", "cfgrl w=1"): "identical",
+        (gc_env, "cfgrl w=3"): "identical",
+        (gc_env, "hcfgrl w=3"): "only in run",
+        (gc_env, "hcfgrl w_high=3,w_low=0"): "only in run",
+    }

@@ -1,7 +1,7 @@
 """`make compare`: a finished run's results set beside a reference run's, setting by setting.
 
 Reads results.csv (offline RL: env, method, setting, return mean and 95% CI) and, where present,
-gc_results.csv (goal-conditioned: env, method, w, success rate and its 95% interval) from both
+gc_results.csv (goal-conditioned: env, method, w, w_low, success rate and its 95% interval) from both
 directories (data/aggregate/ after `make repro`; docs/results/make_repro/ is the committed reference)
 and says per setting whether the two agree:
   identical    the same number (a rerun on the same CPU type and thread count is bit-reproducible)
@@ -43,9 +43,16 @@ def offline_table(path: Path) -> pd.DataFrame:
 
 
 def gc_table(path: Path) -> pd.DataFrame:
-    """gc_results.csv -> one row per (env, method, w): success, lo, hi."""
+    """gc_results.csv -> one row per (env, method, w, w_low): success, lo, hi."""
     r = pd.read_csv(path)
-    label = [f"{m} w={w:g}" if m == "cfgrl" else m for m, w in zip(r.method, r.w)]
+    w_low = r.w_low if "w_low" in r else pd.Series(float("nan"), index=r.index)  # before HCFGRL: flat only
+
+    def label(m, w, wl):
+        if m not in ("cfgrl", "hcfgrl"):
+            return m
+        return f"{m} w={w:g}" if pd.isna(wl) or wl == w else f"{m} w_high={w:g},w_low={wl:g}"
+
+    label = [label(m, w, wl) for m, w, wl in zip(r.method, r.w, w_low)]
     return pd.DataFrame(
         {
             "half": "goal-conditioned (success)",
