@@ -22,8 +22,9 @@ def headline_rows() -> list[dict[str, str]]:
 
 
 def setting_of(text: str) -> float | None:
-    """'w=1.5, best over w' -> 1.5, '1/beta=30 ...' -> 30.0, '-' -> None."""
-    m = re.match(r"(?:w|1/beta)=([0-9.]+)", text)
+    """'w=1.5, best over w' -> 1.5, '1/beta=30 ...' -> 30.0, 'N=128 ...' -> 128.0, 'alpha=0.3' -> 0.3,
+    '-' -> None."""
+    m = re.match(r"(?:w|1/beta|N|alpha)=([0-9.]+)", text)
     return float(m.group(1)) if m else None
 
 
