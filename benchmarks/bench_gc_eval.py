@@ -2,7 +2,9 @@
 on the same policy, episodes and seeds, in one run.
 
     .venv/bin/python benchmarks/bench_gc_eval.py [--env pointmaze-medium-navigate] [--checkpoint PATH]
-        [--episodes 2] [--max-steps 200] [--seq-episodes 6] [--rounds 2]
+        [--algo cfgrl|hcfgrl] [--episodes 2] [--max-steps 200] [--seq-episodes 6] [--rounds 2]
+
+--algo hcfgrl times HCFGRL's joint sweep (the same w at both levels: two guided flows per action).
 
 - lockstep:   every (task, episode, w) of params' gc_evaluate.guidance_ws in one batch, one network
               call per flow step for all envs and both guidance branches
@@ -28,7 +30,14 @@ from pipeline_steps.algorithms import gc_policies
 from pipeline_steps.core.device import setup_torch
 from pipeline_steps.core.params import load_params
 from pipeline_steps.envs import ogbench_gc
-from pipeline_steps.gc.evaluate import _NOISE_TAG, _RESET_TAG, episode_seed, policy_act_fn, run_gc_lockstep
+from pipeline_steps.gc.evaluate import (
+    _NOISE_TAG,
+    _RESET_TAG,
+    _SUBGOAL_TAG,
+    episode_seed,
+    policy_act_fn,
+    run_gc_lockstep,
+)
 
 
 def cpu_model() -> str:
@@ -46,6 +55,7 @@ def main() -> None:
     ap.add_argument("--env", default="pointmaze-medium-navigate")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--algo", default="cfgrl", choices=["cfgrl", "hcfgrl"], help="without --checkpoint")
     ap.add_argument("--episodes", type=int, default=2, help="episodes per task and w")
     ap.add_argument("--max-steps", type=int, default=200)
     ap.add_argument("--seq-episodes", type=int, default=6)
@@ -59,7 +69,7 @@ def main() -> None:
         env = ogbench_gc.make_gc_env(a.env)
         ob, info = env.reset(seed=0, options=dict(task_id=1))
         agent = gc_policies.build(
-            "cfgrl", ob.shape[0], len(info["goal"]), env.action_space.shape[0], p.train_gc
+            a.algo, ob.shape[0], len(info["goal"]), env.action_space.shape[0], p.train_gc
         ).eval()
         env.close()
     ws, tasks = p.gc_evaluate.guidance_ws, p.gc_evaluate.tasks
@@ -67,13 +77,17 @@ def main() -> None:
     task_of = [k for k, _ in pairs] * len(ws)
     resets = [episode_seed(_RESET_TAG, 0, k, e) for k, e in pairs] * len(ws)
     noises = [episode_seed(_NOISE_TAG, 0, k, e) for k, e in pairs] * len(ws)
+    subs = [episode_seed(_SUBGOAL_TAG, 0, k, e) for k, e in pairs] * len(ws)
     w_of = np.repeat(ws, len(pairs))
+    if gc_policies.is_hierarchical(agent):
+        w_of = np.stack([w_of, w_of], 1)  # (w_high, w_low): the joint sweep
     n = len(task_of)
     pick = np.linspace(0, n - 1, min(a.seq_episodes, n)).astype(int)
     lock, seq = [], []
     for r in range(a.rounds):
         t = time.perf_counter()
-        run_gc_lockstep(a.env, task_of, resets, policy_act_fn(agent, w_of, noises), a.max_steps, desc="")
+        act = policy_act_fn(agent, w_of, noises, subs)
+        run_gc_lockstep(a.env, task_of, resets, act, a.max_steps, desc="")
         lock.append(time.perf_counter() - t)
         t = time.perf_counter()
         for i in pick:
@@ -81,14 +95,14 @@ def main() -> None:
                 a.env,
                 [task_of[i]],
                 [resets[i]],
-                policy_act_fn(agent, w_of[[i]], [noises[i]]),
+                policy_act_fn(agent, w_of[[i]], [noises[i]], [subs[i]]),
                 a.max_steps,
                 desc="",
             )
         seq.append((time.perf_counter() - t) * n / len(pick))
         print(f"round {r}: lockstep {lock[-1]:.2f} s, sequential (scaled to {n} episodes) {seq[-1]:.2f} s")
     print(
-        f"{a.env}: {n} episodes x {a.max_steps} steps "
+        f"{a.env} {type(agent).__name__}: {n} episodes x {a.max_steps} steps "
         f"({len(tasks)} tasks x {a.episodes} episodes x {len(ws)} w), hidden {p.train_gc.hidden}, "
         f"{p.train_gc.flow_steps} flow steps, torch threads {p.runtime.threads or 'all'}"
     )
