@@ -71,6 +71,14 @@ def euler_flow(velocity: GoalVelocityNet, obs, cond, x_0, n: int, w) -> torch.Te
     return x
 
 
+def flow_noise(B: int, dim: int, goal_dropout: float, generator, device):
+    """One level's training noise, drawn in this order: x_0 [B, dim] ~ N(0, I), t [B] ~ U[0, 1], and the
+    dropout mask null [B] ~ Bernoulli(goal_dropout)."""
+    x_0 = torch.randn(B, dim, generator=generator, device=device)
+    t = torch.rand(B, generator=generator, device=device)
+    return x_0, t, torch.rand(B, generator=generator, device=device) < goal_dropout
+
+
 def as_column(w, like: torch.Tensor):
     """A guidance weight, scalar or per row, as a [1, 1] or [B, 1] tensor (None stays None)."""
     return None if w is None else torch.as_tensor(w, dtype=like.dtype, device=like.device).reshape(-1, 1)
@@ -110,10 +118,7 @@ class GCFlow(nn.Module):
 
     def update(self, batch: dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
         B, dev = len(batch["actions"]), batch["actions"].device  # noise drawn where the batch lives
-        x_0 = torch.randn(B, self.act_dim, generator=generator, device=dev)  # [B, A]
-        t = torch.rand(B, generator=generator, device=dev)  # [B], t ~ U[0, 1]
-        null = torch.rand(B, generator=generator, device=dev) < self.goal_dropout  # [B], Bernoulli(p)
-        return self.gradient_step(batch, x_0, t, null)
+        return self.gradient_step(batch, *flow_noise(B, self.act_dim, self.goal_dropout, generator, dev))
 
     # ---- sampling -----------------------------------------------------------------------------
     @torch.no_grad()

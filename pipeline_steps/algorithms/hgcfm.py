@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from pipeline_steps.algorithms.common import GradientStep, ObsNormalizer
-from pipeline_steps.algorithms.gcfm import GoalVelocityNet, as_column, euler_flow, flow_matching_error
+from pipeline_steps.algorithms.gcfm import (
+    GoalVelocityNet,
+    as_column,
+    euler_flow,
+    flow_matching_error,
+    flow_noise,
+)
 from pipeline_steps.core.params import TrainGcParams
 
 
@@ -72,13 +78,9 @@ class HGCFlow(nn.Module):
 
     def update(self, batch: dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
         B, dev = len(batch["actions"]), batch["actions"].device  # noise drawn where the batch lives
-
-        def level(dim):  # x_0 [B, dim], t [B] ~ U[0, 1], null [B] ~ Bernoulli(p)
-            x_0 = torch.randn(B, dim, generator=generator, device=dev)
-            t = torch.rand(B, generator=generator, device=dev)
-            return x_0, t, torch.rand(B, generator=generator, device=dev) < self.goal_dropout
-
-        return self.gradient_step(batch, *level(self.goal_dim), *level(self.act_dim))
+        high = flow_noise(B, self.goal_dim, self.goal_dropout, generator, dev)  # z_0, t_h, null_h
+        low = flow_noise(B, self.act_dim, self.goal_dropout, generator, dev)  # x_0, t_l, null_l
+        return self.gradient_step(batch, *high, *low)
 
     # ---- sampling -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -252,34 +252,29 @@ def run(params: Params, env: str, seed: int, policy_paths: dict[str, Path], out_
 
     tables, timing = [], {}  # (method, w [n], w_low [n], success [n], lengths [n])
 
-    def sweep(method, settings: np.ndarray | None, record=(), subgoals=None):
-        """One lockstep batch of the method over its settings ([S] w, [S, 2] (w_high, w_low) or None)."""
+    def sweep(method, settings: np.ndarray | None = None, record=(), subgoals=None, act=None):
+        """One lockstep batch of the method over its settings ([S] w, [S, 2] (w_high, w_low) or None),
+        acting by its policy (or by `act`, the data policy's)."""
         S = 1 if settings is None else len(settings)
-        w = None if settings is None else np.repeat(settings, m, 0)
-        act = policy_act_fn(agents[method], w, noise_seeds * S, subgoal_seeds * S, subgoals)
+        w = None if settings is None else np.repeat(settings, m, 0)  # [S m] or [S m, 2]
+        act = act or policy_act_fn(agents[method], w, noise_seeds * S, subgoal_seeds * S, subgoals)
         t0 = time.perf_counter()
         desc = f"gc_evaluate {env} seed{seed} {method}" + (f" x {S} settings" if S > 1 else "")
         s, l, xy = run_gc_lockstep(env, task_of * S, reset_seeds * S, act, cfg.max_steps, record, desc)
         timing[f"{method}_sweep_seconds"] = time.perf_counter() - t0
-        w = np.full((S * m, 2), np.nan) if settings is None else np.repeat(settings, m, 0).reshape(S * m, -1)
+        w = np.full((S * m, 2), np.nan) if w is None else w.reshape(S * m, -1)
         tables.append((method, w[:, 0], w[:, -1] if method in HIER_ALGOS else np.full(S * m, np.nan), s, l))
         return xy
 
     xy = sweep("cfgrl", np.asarray(ws), record)
     for method in ("flow_gcbc", "gcbc"):
-        sweep(method, None)
+        sweep(method)
     if cfg.data_policy and env.startswith("pointmaze"):  # the scripted point oracle (not the ant experts)
-        act = data_policy_act_fn(env, params.gc_dataset.generate.maze_noise, noise_seeds)
-        t0 = time.perf_counter()
-        s, l, _ = run_gc_lockstep(
-            env, task_of, reset_seeds, act, cfg.max_steps, desc=f"gc_evaluate {env} seed{seed} data_policy"
-        )
-        timing["data_policy_sweep_seconds"] = time.perf_counter() - t0
-        tables.append(("data_policy", np.full(m, np.nan), np.full(m, np.nan), s, l))
+        sweep("data_policy", act=data_policy_act_fn(env, params.gc_dataset.generate.maze_noise, noise_seeds))
     subgoals = {i: [] for i in record}  # HCFGRL's sampled subgoal per control step of the recorded episodes
     hxy = sweep("hcfgrl", np.asarray(hcfgrl_settings(cfg)), record, subgoals)
     for method in ("flow_hgcbc", "hgcbc"):
-        sweep(method, None)
+        sweep(method)
     episodes = pd.concat(
         [
             pd.DataFrame(
