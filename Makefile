@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint deps install clean-venv results results-rl gc-results gc-large breadth compare exps
+.PHONY: repro test lint deps install clean-venv results results-rl gc-results gc-large gc-giant breadth compare exps
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,23 +74,26 @@ results-rl: $(STAMP)
 
 # the goal-conditioned half of docs/results: a profile's gc_env on its 3 seeds (Snakemake, only the gc_*
 # jobs), copied into docs/results/<dir>/. gc-results: the results profile's pointmaze-medium (default
-# budget); gc-large: pointmaze-large on OGBench's recipe data and a larger budget (profiles/gc_large.yaml).
+# budget); gc-large: pointmaze-large on OGBench's recipe data and a larger budget (profiles/gc_large.yaml);
+# gc-giant: the one-seed pilot on pointmaze-giant, OGBench's recipe (500 x 2001) at gc-large's budget.
 # GC_SNAKE_ARGS passes extra Snakemake options (e.g. --rerun-triggers mtime input to keep finished seeds
 # after an edit that changes no number).
 define gc_results
 	snakemake data/gc_plots/$(1)/results.csv --profile workflow/profiles/local --configfile $(2) $(GC_SNAKE_ARGS)
 	mkdir -p $(3)/per_seed
 	cp data/gc_plots/$(1)/results.csv data/gc_plots/$(1)/success_vs_w.png data/gc_plots/$(1)/trajectories.png \
-	  data/gc_dataset/$(1)/stats.json $(3)/
-	for seed in 0 1 2; do \
-	  cp data/gc_evaluate/$(1)/seed$${seed}/summary.csv $(3)/per_seed/seed$${seed}_summary.csv; \
-	  for algo in cfgrl flow_gcbc gcbc; do \
+	  data/gc_plots/$(1)/hier_trajectories.png data/gc_dataset/$(1)/stats.json $(3)/
+	for dir in data/gc_evaluate/$(1)/seed*; do seed=$${dir##*/seed}; \
+	  cp $${dir}/summary.csv $(3)/per_seed/seed$${seed}_summary.csv; \
+	  for algo in cfgrl flow_gcbc gcbc hcfgrl flow_hgcbc hgcbc; do \
 	    cp data/train_gc/$(1)/$${algo}/seed$${seed}/metrics.json $(3)/per_seed/seed$${seed}_$${algo}_metrics.json; done; done
 endef
 gc-results: $(STAMP)
 	$(call gc_results,pointmaze-medium-navigate,profiles/results.yaml,$(RESULTS)/gc)
 gc-large: $(STAMP)
 	$(call gc_results,pointmaze-large-navigate,profiles/gc_large.yaml,$(RESULTS)/gc_large)
+gc-giant: $(STAMP)
+	$(call gc_results,pointmaze-giant-navigate,profiles/gc_giant.yaml,$(RESULTS)/gc_giant)
 
 # docs/results/breadth: every task of the paper's Tables 1 and 2 whose data can be made here (profiles/breadth.yaml,
 # one seed, Snakemake; a task that fails does not stop the others), then one row per task beside the paper's

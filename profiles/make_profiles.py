@@ -180,6 +180,17 @@ PROFILES["gc_large"] = (
         "gc_evaluate.episodes": "10",
     },
 )
+PROFILES["gc_giant"] = (
+    "GC_GIANT profile: the one-seed pilot on pointmaze-giant-navigate, OGBench's recipe data (500 x 2001)"
+    " at gc_large's budget (docs/results/gc_giant; `make gc-giant` runs its goal-conditioned jobs only)",
+    {
+        **PROFILES["gc_large"][1],
+        "seeds": "[0]",
+        "gc_envs": "[pointmaze-giant-navigate]",
+        "gc_dataset.generate.episodes": "500",
+        "gc_dataset.generate.episode_steps": "2001",
+    },
+)
 
 
 def set_key(text: str, dotted: str, value: str) -> str:
