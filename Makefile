@@ -83,8 +83,8 @@ define gc_results
 	mkdir -p $(3)/per_seed
 	cp data/gc_plots/$(1)/results.csv data/gc_plots/$(1)/success_vs_w.png data/gc_plots/$(1)/trajectories.png \
 	  data/gc_plots/$(1)/hier_trajectories.png data/gc_dataset/$(1)/stats.json $(3)/
-	for dir in data/gc_evaluate/$(1)/seed*; do seed=$${dir##*/seed}; \
-	  cp $${dir}/summary.csv $(3)/per_seed/seed$${seed}_summary.csv; \
+	for seed in $$(python -c "from pipeline_steps.core.params import load_params as p; print(*p('$(2)').gc_seeds)"); do \
+	  cp data/gc_evaluate/$(1)/seed$${seed}/summary.csv $(3)/per_seed/seed$${seed}_summary.csv; \
 	  for algo in cfgrl flow_gcbc gcbc hcfgrl flow_hgcbc hgcbc; do \
 	    cp data/train_gc/$(1)/$${algo}/seed$${seed}/metrics.json $(3)/per_seed/seed$${seed}_$${algo}_metrics.json; done; done
 endef

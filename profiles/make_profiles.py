@@ -53,7 +53,8 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "paper": (
-        "PAPER profile (method.md: 512x3 nets, batch 1024, 1M steps, 4 seeds; days on CPU, hours on a GPU)",
+        "PAPER profile (method.md: 512x3 nets, batch 1024, 1M steps, 4 seeds, the goal-conditioned half 8;"
+        " days on CPU, hours on a GPU)",
         {
             "seeds": "[0, 1, 2, 3]",
             **{
@@ -98,6 +99,7 @@ TABLE2 = (  # + the ant / humanoid tasks, whose data needs OGBench's expert netw
     "humanoidmaze-large-navigate-singletask, antsoccer-arena-navigate-singletask"
 )
 PROFILES["paper"][1].update({"envs": f"[{TABLE1}]", "dataset.source": "exorl"})
+PROFILES["paper"][1]["gc_seeds"] = "[0, 1, 2, 3, 4, 5, 6, 7]"  # Table 3: 8 seeds (method.md §8)
 PROFILES["paper_ogbench"] = (
     "PAPER_OGBENCH profile: Table 2, OGBench single-task offline RL at the authors' settings (method.md §9:"
     " 4x512 nets, online critic for the advantage, labels A >= 0 with dropout, t ~ U[0, 1], 16 flow steps,"
@@ -145,7 +147,7 @@ PROFILES["paper_gc"] = (
     " w = 3 among them) on OGBench's downloaded datasets, 8 seeds; for SLURM (its goal-conditioned jobs:"
     " docs/pipeline.md, Profiles)",
     {
-        "seeds": "[0, 1, 2, 3, 4, 5, 6, 7]",
+        "gc_seeds": "[0, 1, 2, 3, 4, 5, 6, 7]",
         "gc_envs": f"[{TABLE3}]",
         "gc_dataset.source": "download",
         "train_gc.steps": "1000000",
@@ -161,18 +163,19 @@ PROFILES["paper_gc"] = (
 )
 # derived profiles: a base profile with more seeds
 PROFILES["tiny2"] = (
-    "TINY profile with 2 seeds (the Snakemake multi-seed smoke run; numbers are meaningless)",
+    "TINY profile with 2 offline-RL seeds (the Snakemake multi-seed smoke run; the goal-conditioned half on"
+    " one seed, its multi-seed table tested on its own; numbers are meaningless)",
     {**PROFILES["tiny"][1], "seeds": "[0, 1]", "render.enabled": "false"},  # rendering: tested on tiny
 )
 PROFILES["results"] = (
     "RESULTS profile: the default profile on 3 seeds (docs/results; `make results`)",
-    {"seeds": "[0, 1, 2]"},
+    {"seeds": "[0, 1, 2]", "gc_seeds": "[0, 1, 2]"},
 )
 PROFILES["gc_large"] = (
     "GC_LARGE profile: pointmaze-large-navigate on OGBench's recipe data and a larger budget"
     " (docs/results/gc_large; `make gc-large` runs its goal-conditioned jobs only)",
     {
-        "seeds": "[0, 1, 2]",
+        "gc_seeds": "[0, 1, 2]",
         "gc_envs": "[pointmaze-large-navigate]",
         "gc_dataset.generate.episodes": "1000",
         "train_gc.steps": "50000",
@@ -185,7 +188,7 @@ PROFILES["gc_giant"] = (
     " at gc_large's budget (docs/results/gc_giant; `make gc-giant` runs its goal-conditioned jobs only)",
     {
         **PROFILES["gc_large"][1],
-        "seeds": "[0]",
+        "gc_seeds": "[0]",
         "gc_envs": "[pointmaze-giant-navigate]",
         "gc_dataset.generate.episodes": "500",
         "gc_dataset.generate.episode_steps": "2001",

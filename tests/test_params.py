@@ -92,6 +92,8 @@ BAD_VALUES = [
     ("envs", "walker-run", ["envs", "'walker-run'", "valid list"]),
     ("seeds", [], ["seeds", "[]", "at least 1"]),
     ("seeds", [0, 0], ["seeds", "duplicate", "[0, 0]"]),
+    ("gc_seeds", [3, 3], ["gc_seeds", "duplicate", "[3, 3]"]),
+    ("gc_seeds", [], ["gc_seeds", "at least 1"]),
     ("seeds", [0, 2**32], ["seeds.1", "4294967296", "less than 4294967296"]),
     ("seeds", [-1], ["seeds.0", "-1"]),
     ("dataset.seed", 2**32, ["dataset.seed", "4294967296", "less than 4294967296"]),

@@ -98,17 +98,17 @@ PER_SEED = ("label", "train_cfgrl", "train_awr", "train_awf", "train_fql", "eval
 
 
 @pytest.mark.parametrize(
-    "profile, envs, seeds",
+    "profile, envs, seeds, gc_seeds",
     [
-        (None, 2, 1),
-        ("tiny2", 1, 2),
-        ("results", 2, 3),
-        ("paper", 9, 4),
-        ("paper_ogbench", 9, 4),
-        ("breadth", 14, 1),
+        (None, 2, 1, 1),
+        ("tiny2", 1, 2, 1),
+        ("results", 2, 3, 3),
+        ("paper", 9, 4, 8),
+        ("paper_ogbench", 9, 4, 8),
+        ("breadth", 14, 1, 1),
     ],
 )
-def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
+def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds, gc_seeds):
     args = ["--configfile", f"profiles/{profile}.yaml"] if profile else []
     proc = run_tool([*SNAKE, "-n", "-p", "--forceall", "--cores", "2", *args], REPO)
     assert "INFO:snakemake" not in proc.stdout + proc.stderr  # each message once (not again via root)
@@ -121,8 +121,8 @@ def test_dry_run_expands_envs_and_seeds_from_params(profile, envs, seeds):
         "render": envs,
         "aggregate": 1,
         "gc_dataset": gc,
-        "train_gc": gc * seeds * len(GC_ALGOS),
-        "gc_evaluate": gc * seeds,
+        "train_gc": gc * gc_seeds * len(GC_ALGOS),
+        "gc_evaluate": gc * gc_seeds,
         "gc_plot": gc,
         "all": 1,
     }
@@ -149,9 +149,9 @@ def test_paper_gc_profile_expands_table_3_on_8_seeds():
         (None, 21 + 2 + len(GC_ALGOS) + 1),
         (
             "paper",
-            9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * (len(GC_ALGOS) + 1),
-        ),  # Table 1: 9 envs x 4 seeds (+ gc: 4 seeds)
-        ("paper_ogbench", 9 * 3 + 9 * 4 * 7 + 1 + 2 + 4 * (len(GC_ALGOS) + 1)),  # Table 2: 9 envs x 4 seeds
+            9 * 3 + 9 * 4 * 7 + 1 + 2 + 8 * (len(GC_ALGOS) + 1),
+        ),  # Table 1: 9 envs x 4 seeds (+ gc: 8 seeds)
+        ("paper_ogbench", 9 * 3 + 9 * 4 * 7 + 1 + 2 + 8 * (len(GC_ALGOS) + 1)),  # Table 2: 9 envs x 4 seeds
     ],
 )
 def test_snakemake_and_dvc_build_the_same_dag(profile, n_stages, tmp_path):
@@ -313,9 +313,9 @@ def test_parallel_jobs_track_to_one_mlflow_db_without_lock_errors(tiny2_run):
     db = sqlite3.connect(repo / "mlflow.db")
     runs = db.execute("select status from runs").fetchall()
     # dataset + 7 per-seed stages x 2 seeds + plot + render + aggregate; gc_dataset + (6 train_gc +
-    # gc_evaluate) per seed x 2 + gc_plot
+    # gc_evaluate) on the one gc seed + gc_plot
     n_gc = len(GC_ALGOS) + 1
-    assert len(runs) == 1 + 7 * 2 + 1 + 1 + 1 + 1 + n_gc * 2 + 1 and {r[0] for r in runs} == {"FINISHED"}
+    assert len(runs) == 1 + 7 * 2 + 1 + 1 + 1 + 1 + n_gc * 1 + 1 and {r[0] for r in runs} == {"FINISHED"}
 
 
 def dvc_would_run(repo: Path) -> list[str]:
@@ -331,7 +331,7 @@ def edit_params(repo: Path, section: str, key: str, value) -> None:
 def test_dvc_adopts_the_snakemake_outputs(tiny2_run):
     """Snakemake records its jobs in dvc.lock when it ends: dvc repro has nothing to do."""
     repo, out = tiny2_run
-    assert "dvc.lock: recorded the 35 stages of this run" in out  # its 34 jobs + the params slices
+    assert "dvc.lock: recorded the 28 stages of this run" in out  # its 27 jobs + the params slices
     assert dvc_would_run(repo) == []
     assert run_tool(["dvc", "status"], repo).stdout.strip() in ("", "Data and pipelines are up to date.")
 
@@ -375,8 +375,8 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
     expected = ["params", "dataset@cheetah-run", "plot@cheetah-run", "render@cheetah-run", "aggregate"]
     expected += [f"{s}@cheetah-run-{seed}" for s in PER_SEED for seed in (0, 1)]
     gc = "pointmaze-medium-navigate"
-    expected += [f"gc_dataset@{gc}", f"gc_plot@{gc}"] + [f"gc_evaluate@{gc}-{seed}" for seed in (0, 1)]
-    expected += [f"train_gc@{gc}-{seed}-{a}" for seed in (0, 1) for a in GC_ALGOS]
+    expected += [f"gc_dataset@{gc}", f"gc_plot@{gc}", f"gc_evaluate@{gc}-0"]  # tiny2: gc_seeds [0]
+    expected += [f"train_gc@{gc}-0-{a}" for a in GC_ALGOS]
     assert sorted(ran) == sorted(expected), out
     assert "database is locked" not in out
     db = sqlite3.connect(repo / "mlflow.db")
@@ -387,7 +387,7 @@ def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tin
         " on r.run_uuid = t.run_uuid where t.key = 'seed'"
     ).fetchall()
     runs = [r for r in runs if r[3] in ("0", "1")]
-    assert len(runs) == 7 * 2 + (len(GC_ALGOS) + 1) * 2 + 1  # the per-seed stages, and render (on seed 0)
+    assert len(runs) == 7 * 2 + (len(GC_ALGOS) + 1) + 1  # the per-seed stages, and render (on seed 0)
     # wave 2 ran the two seeds' branches at the same time: their spans overlap
     span = {s: [(a, b) for _, a, b, seed in runs if seed == s] for s in ("0", "1")}
     starts = {s: min(a for a, _ in span[s]) for s in span}
@@ -462,6 +462,9 @@ def test_repro_waves_and_jobs():
         "evaluate@cheetah-run-2",
         "evaluate_extraction@cheetah-run-2",
     ]
+    # the goal-conditioned branches follow gc_seeds, the offline-RL ones seeds (tiny2: [0, 1] and [0])
+    tiny2 = waves(load_params(REPO / "profiles" / "tiny2.yaml"))[2]
+    assert [b[1] for b in tiny2] == ["label@cheetah-run-0", "label@cheetah-run-1", f"train_gc@{gc}-0-cfgrl"]
     # a branch is every per-(env, seed) stage of dvc.yaml, in the file's (upstream-first) order
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     matrix = [name for name, s in stages.items() if "matrix" in s]

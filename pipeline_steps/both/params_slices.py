@@ -33,6 +33,7 @@ KEYS = (
     "envs",
     "gc_envs",
     "seeds",
+    "gc_seeds",
     "runtime",
     "dataset",
     "label",

@@ -63,7 +63,7 @@ def waves(params: Params) -> list[list[list[str]]]:
         + [
             ["--single-item", *(f"train_gc@{env}-{seed}-{a}" for a in GC_ALGOS), f"gc_evaluate@{env}-{seed}"]
             for env in params.gc_envs
-            for seed in params.seeds
+            for seed in params.gc_seeds
         ],
     ]
 

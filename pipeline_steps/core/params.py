@@ -395,7 +395,10 @@ class Params(_Strict):
         min_length=1,  # dvc.yaml's aggregate reads both halves
         description="goal-conditioned OGBench envs as <env>-<dataset type>, e.g. pointmaze-medium-navigate",
     )
-    seeds: list[Seed] = Field(min_length=1, description="training / evaluation seeds")
+    seeds: list[Seed] = Field(min_length=1, description="training / evaluation seeds of the offline-RL half")
+    gc_seeds: list[Seed] = Field(
+        min_length=1, description="training / evaluation seeds of the goal-conditioned half"
+    )
     dataset: DatasetParams
     label: LabelParams
     train_cfgrl: CfgrlParams
@@ -428,7 +431,7 @@ class Params(_Strict):
             raise ValueError(f"duplicate env in {envs}")
         return envs
 
-    @field_validator("seeds")
+    @field_validator("seeds", "gc_seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):

@@ -236,7 +236,7 @@ def main(
     """Success-vs-w and trajectory figures of one goal-conditioned env over all seeds."""
     p = stage.load_gc(params, env)
     out_dir = out or paths.gc_plots_dir(env)
-    eval_dirs = [paths.gc_evaluate_dir(env, s) for s in p.seeds]
+    eval_dirs = [paths.gc_evaluate_dir(env, s) for s in p.gc_seeds]
     stage.tracked("gc_plot", p, out_dir, lambda: run(p, env, eval_dirs, out_dir), env=env)
 
 

@@ -37,6 +37,7 @@ if not same:
 # commands are exactly dvc.yaml's)
 PARAMS_ARG = "" if PARAMS_FILE == "params.yaml" else f" --params {PARAMS_FILE}"
 ENVS, SEEDS = P.envs, P.seeds
+GC_SEEDS = P.gc_seeds  # the goal-conditioned half's seeds
 # torch threads per job: runtime.threads when params fix it (the training and evaluation stages then use
 # exactly that many under either driver, so they give bit-identical results), else one per job
 # (set-threads in a profile raises it)

@@ -79,8 +79,8 @@ rule gc_evaluate:
 rule gc_plot:
     input:
         code=code("gc_plot"),
-        evaluate=lambda wc: [f for s in SEEDS for f in gc_evaluate_outputs(wc.gcenv, s)],
-        params=slices("gc_plot@{gcenv}", "seeds"),
+        evaluate=lambda wc: [f for s in GC_SEEDS for f in gc_evaluate_outputs(wc.gcenv, s)],
+        params=slices("gc_plot@{gcenv}", "gc_seeds"),
     output:
         gc_plot_outputs("{gcenv}"),
     params:
