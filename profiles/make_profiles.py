@@ -36,6 +36,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
             "train_awr.inv_betas": "[1.0, 10.0]",
             "evaluate.guidance_ws": "[0.0, 1.0, 3.0]",
             "evaluate.episodes": "2",
+            "evaluate.max_steps": "100",
             "evaluate.drift_states": "64",
             "evaluate.timing_repeats": "3",
             "gc_dataset.generate.episodes": "3",

@@ -144,7 +144,7 @@ def test_dvc_repro_runs_every_stage_and_writes_outputs(tiny_repo):
         "awf": p.evaluate.episodes * len(p.train_awf.inv_betas),
     }
     assert set(episodes.columns) >= {"method", "setting", "seed", "episode", "return", "length"}
-    assert (episodes.length == 1000).all()
+    assert p.evaluate.max_steps == 100 and (episodes.length == 100).all()  # cut at max_steps (cheetah: 1000)
     summary = pd.read_csv(ev / "summary.csv")
     assert set(summary.setting[summary.method == "cfgrl"]) == set(p.evaluate.guidance_ws)
     assert summary.loc[summary.method == "cfgrl"].set_index("setting").drift_from_bc[0.0] == 0.0
@@ -177,6 +177,7 @@ def test_extraction_methods_pair_with_cfgrl_on_the_same_episodes(tiny_repo):
     want |= {("fql", a) for a in p.train_fql.alphas}
     assert set(zip(ex.method, ex.setting)) == want
     assert (ex.groupby(["method", "setting"]).size() == p.evaluate.episodes).all()
+    assert (ex.length == p.evaluate.max_steps).all()  # the evaluate stage's cut
     bc = ev[(ev.method == "cfgrl") & (ev.setting == 0.0)].set_index("episode")["return"]
     one = ex[(ex.method == "ifql") & (ex.setting == 1.0)].set_index("episode")["return"]
     np.testing.assert_allclose(one.to_numpy(), bc.to_numpy(), rtol=1e-4)

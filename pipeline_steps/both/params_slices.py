@@ -51,6 +51,7 @@ KEYS = (
     "extraction",
     "evaluate",
     "evaluate.episodes",
+    "evaluate.max_steps",
     "evaluate.timing_repeats",
     "render",
     "gc_dataset",

@@ -298,6 +298,9 @@ class EvaluateParams(_Strict):
         min_length=1, description="guidance weights w to evaluate (w = 0 is flow BC)"
     )
     episodes: PosInt = Field(description="evaluation episodes per setting (w or 1/beta)")
+    max_steps: NonNegInt = Field(
+        description="cut evaluation episodes at this many steps (0 = the env's own limit: 1000 on dm_control)"
+    )
     drift_states: PosInt = Field(
         description="dataset states on which the drift of pi_w from flow BC is measured"
     )

@@ -98,6 +98,7 @@ def run(
     noise_seeds = [eval_noise_seed(seed, e) for e in range(n_ep)]
     extra_seeds = [eval_extra_noise_seed(seed, e) for e in range(n_ep)]
     label = f"evaluate_extraction {env} seed{seed}"
+    max_steps = params.evaluate.max_steps or None  # the evaluate stage's episodes: the same cut
 
     settings = rejection_settings(cfg)
     counts = np.repeat([n for _, n, _ in settings], n_ep)
@@ -106,6 +107,7 @@ def run(
         env,
         reset_seeds * len(settings),
         rejection_act_fn(sampler, counts, alphas, noise_seeds * len(settings), extra_seeds * len(settings)),
+        max_steps,
         desc=f"{label} rejection sampling ({len(settings)} settings x {n_ep} episodes)",
     )
     k = len(fql.cfg.alphas)
@@ -113,6 +115,7 @@ def run(
         env,
         reset_seeds * k,
         awf_act_fn(fql, np.repeat(np.arange(k), n_ep), noise_seeds * k),
+        max_steps,
         desc=f"{label} FQL ({k} alphas x {n_ep} episodes)",
     )
     tables = []

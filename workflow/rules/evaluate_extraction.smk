@@ -8,7 +8,12 @@ rule evaluate_extraction:
         fql="data/train_fql/{env}/seed{seed}/policies.pt",
         awr="data/train_awr/{env}/seed{seed}/policies.pt",
         params=slices(
-            "evaluate_extraction@{env}-{seed}", "extraction", "evaluate.episodes", "evaluate.timing_repeats", "runtime"
+            "evaluate_extraction@{env}-{seed}",
+            "extraction",
+            "evaluate.episodes",
+            "evaluate.max_steps",
+            "evaluate.timing_repeats",
+            "runtime",
         ),
     output:
         evaluate_extraction_outputs("{env}", "{seed}"),
