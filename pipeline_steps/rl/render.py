@@ -85,10 +85,12 @@ def rollout_frames(
     n_frames: int,
     size: tuple[int, int],
     camera: int,
+    max_steps: int = 0,
 ):
-    """One episode (evaluation episode 0 of `seed`) per policy, all from the same start state: CFGRL at
-    each of `cfgrl_ws` (with episode 0's flow noise), then AWR policy `awr_index`. Returns (returns [P],
-    frames [P, F, H, W, 3] uint8, the F steps rendered)."""
+    """One episode (evaluation episode 0 of `seed`, cut where the evaluation cuts it: max_steps, 0 = the
+    env's limit) per policy, all from the same start state: CFGRL at each of `cfgrl_ws` (with episode 0's
+    flow noise), then AWR policy `awr_index`. Returns (returns [P], frames [P, F, H, W, 3] uint8, the F
+    steps rendered)."""
     n_cfgrl = len(cfgrl_ws)
     n = n_cfgrl + 1
     cfgrl_act = cfgrl_act_fn(cfgrl, np.asarray(cfgrl_ws), [eval_noise_seed(seed, 0)] * n_cfgrl)
@@ -116,10 +118,10 @@ def rollout_frames(
     from pipeline_steps.envs.dmc import make_env
 
     probe = make_env(env)
-    limit = probe.spec.max_episode_steps or 1000
+    limit = min(filter(None, (probe.spec.max_episode_steps or 1000, max_steps)))
     probe.close()
     every = max(1, limit // n_frames)
-    returns = run_lockstep(env, [eval_reset_seed(seed, 0)] * n, act, on_step=on_step).returns
+    returns = run_lockstep(env, [eval_reset_seed(seed, 0)] * n, act, limit, on_step=on_step).returns
     steps = sorted(frames[0])
     stacked = np.stack(
         [
@@ -180,7 +182,16 @@ def run(
     awr_index = list(awr.cfg.inv_betas).index(best_inv_beta)
     with torch.no_grad():
         returns, frames, steps = rollout_frames(
-            env, seed, cfgrl, awr, ws, awr_index, cfg.frames, (cfg.height, cfg.width), cfg.camera
+            env,
+            seed,
+            cfgrl,
+            awr,
+            ws,
+            awr_index,
+            cfg.frames,
+            (cfg.height, cfg.width),
+            cfg.camera,
+            params.evaluate.max_steps,
         )
 
     def name(w: float) -> str:

@@ -6,7 +6,7 @@ rule render:
         train_cfgrl=lambda wc: [f for s in SEEDS for f in cfgrl_outputs(wc.env, s)],
         train_awr=lambda wc: [f for s in SEEDS for f in awr_outputs(wc.env, s)],
         evaluate=lambda wc: [f for s in SEEDS for f in evaluate_outputs(wc.env, s)],
-        params=slices("render@{env}", "render", "seeds", "runtime"),
+        params=slices("render@{env}", "render", "evaluate.max_steps", "seeds", "runtime"),
     output:
         directory("data/render/{env}"),
     params:
