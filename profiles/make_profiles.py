@@ -166,7 +166,7 @@ PROFILES["paper_gc"] = (
 PROFILES["tiny2"] = (
     "TINY profile with 2 offline-RL seeds (the Snakemake multi-seed smoke run; the goal-conditioned half on"
     " one seed, its multi-seed table tested on its own; numbers are meaningless)",
-    {**PROFILES["tiny"][1], "seeds": "[0, 1]", "render.enabled": "false"},  # rendering: tested on tiny
+    {**PROFILES["tiny"][1], "seeds": "[0, 1]"},
 )
 PROFILES["results"] = (
     "RESULTS profile: the default profile on 3 seeds (docs/results; `make results`)",

@@ -393,3 +393,19 @@ def copy_repo(dst: Path, profile: str | None = None, git: bool = True) -> Path:
         run_tool(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dst)
         run_tool(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny2_dvc(tmp_path_factory) -> tuple[Path, str]:
+    """`make repro`'s driver (dvc repro, the env / seed branches side by side) on the tiny2 profile, with
+    tracking on, run once per session: test_workflow reads it as it is, test_pipeline edits a copy."""
+    import sys
+
+    repo = copy_repo(tmp_path_factory.mktemp("dvcpar"), "tiny2")
+    proc = run_tool(
+        [sys.executable, "-m", "pipeline_steps.both.repro", "--jobs", "2"],
+        repo,
+        timeout=1200,
+        CFGRL_TRACKING="1",
+    )
+    return repo, proc.stdout + proc.stderr

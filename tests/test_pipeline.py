@@ -1,11 +1,13 @@
-"""Pipeline-level tests: the lockstep evaluator against a sequential loop, and `dvc repro` on the tiny
-profile in a temporary copy of the repo (caching, what reruns after a params edit, the outputs)."""
+"""Pipeline-level tests: the lockstep evaluator against a sequential loop, and `make repro`'s driver
+(dvc repro) on the tiny2 profile in a temporary copy of the repo (caching, what reruns after a params
+edit, the outputs)."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import copy_repo, run_tool
+from conftest import run_tool
 
 from pipeline_steps.algorithms.awf import AWF
 from pipeline_steps.algorithms.awr import AWR
@@ -89,7 +91,7 @@ def test_lockstep_rollouts_show_a_progress_bar_only_when_labelled(capsys, monkey
 
 
 # ------------------------------------------------------------------------------------------------
-# dvc repro on the tiny profile, in a temporary copy of the repo
+# dvc repro on the tiny2 profile, in a temporary copy of the repo
 # ------------------------------------------------------------------------------------------------
 def _run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return run_tool(cmd, cwd, check)
@@ -100,11 +102,11 @@ def _ran_stages(out: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory) -> Path:
-    """A git + DVC copy of the repo's tracked files with the tiny profile as params.yaml, reproduced once."""
-    dst = copy_repo(tmp_path_factory.mktemp("repo"), "tiny")
-    first = _run(["dvc", "repro"], dst)
-    dst.joinpath("first_repro.log").write_text(first.stdout)
+def tiny_repo(tiny2_dvc, tmp_path_factory) -> Path:
+    """A copy (that these tests may edit) of the git + DVC repo that `make repro`'s driver reproduced on
+    the tiny2 profile (conftest.tiny2_dvc: 2 offline-RL seeds, 1 goal-conditioned seed)."""
+    dst = Path(shutil.copytree(tiny2_dvc[0], tmp_path_factory.mktemp("repo") / "repo", symlinks=True))
+    dst.joinpath("first_repro.log").write_text(tiny2_dvc[1])
     return dst
 
 
@@ -214,7 +216,7 @@ def test_gc_trajectories_cover_every_task_from_one_start_per_task(tiny_repo):
 
 
 def test_render_stage_draws_one_episode_per_policy_from_the_same_start(tiny_repo):
-    """MuJoCo renders offscreen here (EGL): one strip row per policy, CFGRL at w = 0, 1 (the tiny
+    """MuJoCo renders offscreen here (EGL): one strip row per policy, CFGRL at w = 0, 1 (the tiny2
     profile's best w among 0, 1, 3 decides whether there is a third CFGRL row) and AWR's best."""
     from PIL import Image
 
@@ -238,7 +240,8 @@ def test_render_stage_draws_one_episode_per_policy_from_the_same_start(tiny_repo
     ]
     assert names[-1] == f"AWR 1/beta={best_b:g} (best)" and len(names) == (3 if best_w in (0, 1) else 4)
     p = load_params(tiny_repo / "params.yaml")
-    assert info["steps"] == [i * (1000 // p.render.frames) for i in range(p.render.frames)]
+    limit = p.evaluate.max_steps or 1000  # the evaluated episode: cut where the evaluation cuts it
+    assert info["steps"] == [i * (limit // p.render.frames) for i in range(p.render.frames)]
     # CFGRL w = 0 and w = 1 from the same start state, with evaluation episode 0's flow noise: the
     # episodes evaluation scored (up to float rounding of another batch size; 5% on these 1000 steps)
     ep = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/episodes.csv")
@@ -296,13 +299,14 @@ def test_editing_w_list_reruns_only_evaluate_plot_and_aggregate(tiny_repo):
     before = (tiny_repo / "params.yaml").read_text().splitlines()
     out = _run(["dvc", "exp", "run", "-S", "evaluate.guidance_ws=[0.0,2.0]"], tiny_repo).stdout
     # + the params slices (params.yaml changed) and the rendered episodes (they read the evaluation)
-    expected = ["aggregate", "evaluate@cheetah-run-0", "params", "plot@cheetah-run", "render@cheetah-run"]
+    expected = ["aggregate", "evaluate@cheetah-run-0", "evaluate@cheetah-run-1", "params", "plot@cheetah-run"]
+    expected = sorted([*expected, "render@cheetah-run"])
     assert sorted(_ran_stages(out)) == expected, out
     summary = pd.read_csv(tiny_repo / "data/evaluate/cheetah-run/seed0/summary.csv")
     assert sorted(summary.setting[summary.method == "cfgrl"]) == [0.0, 2.0]
     after = (tiny_repo / "params.yaml").read_text().splitlines()
     diff = [d for d in difflib.unified_diff(before, after, n=0, lineterm="") if d[:1] in "+-"][2:]
-    assert diff == ["-  - 1.0", "-  - 3.0", "+  - 2.0"], diff  # the tiny profile's [0.0, 1.0, 3.0]
+    assert diff == ["-  - 1.0", "-  - 3.0", "+  - 2.0"], diff  # the tiny2 profile's [0.0, 1.0, 3.0]
 
     exp = re.search(r"Ran experiment\(s\): (\S+)", out).group(1)
     shown = _run([sys.executable, "-m", "pipeline_steps.both.exps"], tiny_repo).stdout

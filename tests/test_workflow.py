@@ -357,18 +357,7 @@ def test_params_edit_after_snakemake_reruns_exactly_the_affected_dvc_stages(tiny
 # ------------------------------------------------------------------------------------------------
 # make repro's driver: dvc repro with the branches side by side, on the same tiny2 profile
 # ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny2_dvc(tmp_path_factory) -> tuple[Path, str]:
-    repo = copy_repo(tmp_path_factory.mktemp("dvcpar"), "tiny2")
-    proc = run_tool(
-        [sys.executable, "-m", "pipeline_steps.both.repro", "--jobs", "2"],
-        repo,
-        timeout=1200,
-        CFGRL_TRACKING="1",
-    )
-    return repo, proc.stdout + proc.stderr
-
-
+# (the tiny2_dvc fixture, conftest.py: the same run serves test_pipeline's checks of the outputs)
 def test_parallel_repro_runs_every_stage_once_with_seed_branches_overlapping(tiny2_dvc):
     repo, out = tiny2_dvc
     ran = re.findall(r"Running stage '([^']+)'", out)
