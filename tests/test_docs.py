@@ -23,8 +23,8 @@ def headline_rows() -> list[dict[str, str]]:
 
 def setting_of(text: str) -> float | None:
     """'w=1.5, best over w' -> 1.5, '1/beta=30 ...' -> 30.0, 'N=128 ...' -> 128.0, 'alpha=0.3' -> 0.3,
-    '-' -> None."""
-    m = re.match(r"(?:w|1/beta|N|alpha)=([0-9.]+)", text)
+    'w_high=3, w_low=1' -> 3.0, '-' -> None."""
+    m = re.match(r"(?:w|w_high|1/beta|N|alpha)=([0-9.]+)", text)
     return float(m.group(1)) if m else None
 
 
@@ -35,6 +35,10 @@ def file_value(row: dict[str, str]) -> tuple[float, float, int]:
     if "task" in table:  # goal-conditioned results: one env per file, the row of task 'all'
         t = table[(table.task.astype(str) == "all") & (table.method == row["method"])]
         t = t[t.w.isna()] if setting is None else t[t.w == setting]
+        # HCFGRL (a w_low column): the same w at both levels unless the row names w_low
+        if setting is not None and "w_low" in t and t.w_low.notna().any():
+            low = re.search(r"w_low=([0-9.]+)", row["setting"])
+            t = t[t.w_low == (float(low.group(1)) if low else setting)]
         (r,) = t.itertuples()
         return r.success, max(r.success_hi - r.success, r.success - r.success_lo), r.seeds
     t = table[(table.env == row["env"]) & (table.method == row["method"]) & (table.setting == setting)]
