@@ -181,7 +181,8 @@ def run_lockstep(
     stays aligned. With a `desc`, a progress bar counts the control steps of the batch (and the
     episodes still running).
     `on_step(envs, t, indices)` is called after the reset (t = 0) and after each control step t with
-    the envs just stepped (e.g. to render them)."""
+    the envs just stepped (e.g. to render them). Episodes end at the env's own limit, or at max_steps
+    control steps where that is given and not 0 (params' 0 = the env's limit, as in gc_evaluate)."""
     envs = [make_env(env_name) for _ in reset_seeds]
     n = len(envs)
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, reset_seeds)])  # [N, O]
@@ -190,7 +191,7 @@ def run_lockstep(
     if on_step:
         on_step(envs, 0, running)
     t = 0
-    bar = tqdm(total=max_steps, desc=desc, unit="step", mininterval=2.0, disable=not desc)
+    bar = tqdm(total=max_steps or None, desc=desc, unit="step", mininterval=2.0, disable=not desc)
     while len(running):
         actions = act(torch.from_numpy(obs[running]), running).numpy()  # [n_running, A]
         still = []
@@ -200,7 +201,7 @@ def run_lockstep(
             lengths[i] += 1
             if "success" in info:
                 successes[i] = float(info["success"])
-            if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
+            if not (terminated or truncated or (max_steps and lengths[i] >= max_steps)):
                 still.append(i)
         t += 1
         if on_step:

@@ -91,7 +91,6 @@ def run(
     check_dims(env, awr.obs_norm.mean.shape[0], awr.policies.log_std.shape[-1], str(awr_path))
     check_dims(env, awf.obs_norm.mean.shape[0], awf.act_dim, str(awf_path))
     ws, n_ep = cfg.guidance_ws, cfg.episodes
-    max_steps = cfg.max_steps or None  # None: the env's own limit
     reset_seeds = [eval_reset_seed(seed, e) for e in range(n_ep)]
     noise_seeds = [eval_noise_seed(seed, e) for e in range(n_ep)]
 
@@ -102,7 +101,7 @@ def run(
         env,
         reset_seeds * len(ws),
         cfgrl_act_fn(cfgrl, np.repeat(ws, n_ep), noise_seeds * len(ws)),
-        max_steps,
+        cfg.max_steps,
         desc=f"{label} CFGRL ({len(ws)} w x {n_ep} episodes)",
     )
     t_cfgrl = time.perf_counter() - t0
@@ -115,7 +114,7 @@ def run(
             env,
             reset_seeds * k_awr,
             awr_act_fn(awr, np.repeat(np.arange(k_awr), n_ep)),
-            max_steps,
+            cfg.max_steps,
             desc=f"{label} AWR ({k_awr} x {n_ep} episodes)",
         )
         t_awr = time.perf_counter() - t0
@@ -125,7 +124,7 @@ def run(
             env,
             reset_seeds * k_awf,
             awf_act_fn(awf, np.repeat(np.arange(k_awf), n_ep), noise_seeds * k_awf),
-            max_steps,
+            cfg.max_steps,
             desc=f"{label} AW-flow ({k_awf} x {n_ep} episodes)",
         )
         tables += [

@@ -98,7 +98,7 @@ def run(
     noise_seeds = [eval_noise_seed(seed, e) for e in range(n_ep)]
     extra_seeds = [eval_extra_noise_seed(seed, e) for e in range(n_ep)]
     label = f"evaluate_extraction {env} seed{seed}"
-    max_steps = params.evaluate.max_steps or None  # the evaluate stage's episodes: the same cut
+    max_steps = params.evaluate.max_steps  # the evaluate stage's cut of its episodes (0: the env's limit)
 
     settings = rejection_settings(cfg)
     counts = np.repeat([n for _, n, _ in settings], n_ep)
