@@ -621,3 +621,112 @@ def test_cli_rejects_bad_params(tmp_path):
     assert "Traceback" not in proc.stderr and "error: " in proc.stderr  # the bad keys, not a traceback
     assert "absl INFO" not in proc.stderr and "OpenGL" not in proc.stderr  # no renderer chatter
     assert not out.exists()
+
+
+def _sac_params(**overrides):
+    return _collect_params(
+        **{
+            "dataset.collect.behaviour": "sac_replay",
+            "dataset.collect.transitions": 2000,
+            "dataset.collect.sac.hidden": [16],
+            "dataset.collect.sac.batch_size": 16,
+            "dataset.collect.sac.random_steps": 300,
+            "dataset.collect.sac.update_every": 1,
+            "dataset.collect.sac.expert_episodes": 1,
+            "dataset.collect.sac.expert_noise": 0.2,
+            "runtime.compile": False,
+            **overrides,
+        }
+    )
+
+
+def test_sac_replay_is_seeded_streams_its_returns_and_longer_runs_share_their_first_episodes(
+    tmp_path, monkeypatch
+):
+    """The dataset stage with behaviour sac_replay: byte-identical on a rerun; every online episode's return
+    streamed to the stage run at its env step; the final actor's noisy episodes appended after the online
+    ones; a longer run's first episodes equal a shorter one's (the pilot's 100k / 200k buffers)."""
+    from pipeline_steps.datasets import sac_replay
+
+    streamed = []
+    monkeypatch.setattr(sac_replay.tracking, "log_step", streamed.append)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    stats = dataset.run(_sac_params(), "cheetah-run", a)
+    dataset.run(_sac_params(), "cheetah-run", b)
+    dataset.run(
+        _sac_params(**{"dataset.collect.transitions": 3000, "dataset.collect.sac.expert_episodes": 0}),
+        "cheetah-run",
+        c,
+    )
+    ea, eb, ec = (read_episodes(d / "minari") for d in (a, b, c))
+    assert len(ea) == len(eb) == 3 and len(ec) == 3 and stats["episodes"] == 3
+    for x, y in zip(ea, eb):
+        for name in ARRAYS:
+            assert getattr(x, name).tobytes() == getattr(y, name).tobytes(), name
+    for name in ARRAYS:  # the online episodes of the 2000-step run are the 3000-step run's first two
+        for i in range(2):
+            assert getattr(ea[i], name).tobytes() == getattr(ec[i], name).tobytes(), (i, name)
+    assert not np.array_equal(ea[2].actions, ec[2].actions)  # episode 3: the final actor vs online SAC
+    # the first random_steps actions are uniform; SAC's tanh actions after them never reach +-1 exactly,
+    # the final actor's clipped noisy ones do only at the clip
+    assert np.abs(ea[0].actions[:300]).max() <= 1.0 and np.isfinite(ea[1].actions).all()
+    assert [r["step"] for r in streamed[:3]] == [1000, 2000, 2000 + 1000]
+    assert [r.get("episode_return") for r in streamed[:2]] == pytest.approx([ea[0].ret, ea[1].ret])
+    assert streamed[2]["expert_return"] == pytest.approx(ea[2].ret)
+    assert [r["episode_return"] for r in streamed[6:9]] == pytest.approx([ec[0].ret, ec[1].ret, ec[2].ret])
+
+
+def test_dataset_stage_runs_with_the_params_thread_count(tmp_path):
+    """runtime.threads reaches the dataset stage (SAC's updates): two collections side by side on 2 cores
+    do not each take every core."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        dataset.run(_collect_params(**{"runtime.threads": 1}), "cheetah-run", tmp_path / "d")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_sac_critic_fits_rewards_and_the_actor_climbs_its_q():
+    """With discount 0 the critic's target is the reward: its loss falls on a fixed batch, and the actor's
+    mean action earns more reward than at the start (it climbs the critic)."""
+    import torch
+
+    from pipeline_steps.algorithms.sac import SAC
+
+    cfg = _sac_params(
+        **{
+            "dataset.collect.sac.discount": 0.0,
+            "dataset.collect.sac.hidden": [64, 64],
+            "dataset.collect.sac.lr": 1e-3,
+        }
+    ).dataset.collect.sac
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    agent = SAC(5, 2, cfg)
+    obs, act = torch.randn(64, 5, generator=g), torch.rand(64, 2, generator=g) * 2 - 1
+    b = {
+        "obs": obs,
+        "act": act,
+        "rew": (obs[:, 0] - act[:, 0]).sin(),
+        "next_obs": obs,
+        "mask": torch.ones(64),
+    }
+    def reward_of_mean_action():
+        with torch.no_grad():
+            a, _ = agent.pi(obs, torch.zeros(64, 2))
+        return (obs[:, 0] - a[:, 0]).sin().mean()
+
+    start = reward_of_mean_action()
+    first = agent.update(b, g)
+    for _ in range(300):
+        last = agent.update(b, g)
+    assert last["critic_loss"] < 0.1 * first["critic_loss"]
+    assert reward_of_mean_action() > start + 0.2
+    # act() samples exactly pi's action (without its log-prob) from the same noise
+    a_act = agent.act(obs[0].numpy(), torch.Generator().manual_seed(7))
+    a_pi, _ = agent.pi(obs[:1], torch.randn(1, 2, generator=torch.Generator().manual_seed(7)))
+    assert a_act.tobytes() == a_pi[0].detach().numpy().tobytes()

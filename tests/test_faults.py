@@ -51,6 +51,8 @@ FAULTS = [
      "no policy.pt left; the next `dvc repro` resumes from resume.pt and ends identical to an uninterrupted run"),
     ("SIGKILL of the dataset / label / train_cfgrl / evaluate CLI", "test_sigkilled_stage_cli_leaves_no_output_a_later_stage_accepts",
      "the file the next stage reads is absent (old ones too); training leaves resume.pt and the rerun resumes"),
+    ("SIGKILL of the dataset CLI during an online SAC collection (sac_replay)",
+     "test_sigkilled_sac_collection_leaves_no_dataset", "no minari dataset and no stats.json (old ones too)"),
     ("training stage dies after a checkpoint (each of the 4)", "test_killed_training_resumes_to_the_same_weights",
      "resumes with optimiser, RNG and step: same weights and log as an uninterrupted run"),
     ("resume.pt from other params", "test_resume_checkpoint_of_another_run_is_ignored",
@@ -338,6 +340,28 @@ def test_sigkilled_stage_cli_leaves_no_output_a_later_stage_accepts(stage, input
         done = run_tool(cmd, work)
         assert f"resuming at step {step}" in done.stderr
         assert (out / consumed).exists() and not (out / RESUME_FILE).exists()
+
+
+def test_sigkilled_sac_collection_leaves_no_dataset(inputs, tmp_path):
+    """behaviour sac_replay: a kill while SAC trains online leaves neither the older dataset nor stats."""
+    work = stage_workdir(tmp_path, inputs)
+    raw = yaml.safe_load((work / "p.yaml").read_text())
+    raw["dataset"]["collect"].update({"behaviour": "sac_replay", "transitions": 100000})
+    raw["dataset"]["collect"]["sac"].update({"hidden": [16], "batch_size": 16, "random_steps": 200})
+    (work / "p.yaml").write_text(yaml.safe_dump(raw))
+    out = work / "data" / "dataset" / "cheetah-run"
+    (out / "stats.json").write_text("stale")
+    cmd = [sys.executable, "-m", "pipeline_steps.rl.dataset", "--env", "cheetah-run", "--params", "p.yaml"]
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=tool_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    wait_for(proc, lambda: not (out / "stats.json").exists(), "stale stats.json removed")
+    time.sleep(4)  # SAC is past its random steps, updating online
+    assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "minari").exists() and not (out / "stats.json").exists()
+    assert not any(p.name.startswith("minari") for p in out.iterdir())
 
 
 KILL_PROFILE = {"train_cfgrl.steps": 3000, "runtime.checkpoint_every": 100}

@@ -1,5 +1,6 @@
-"""Online SAC, used only to *generate* a mixed-quality offline dataset (its whole replay buffer),
-like D4RL's "replay" datasets: early episodes are random, later ones increasingly competent.
+"""Online SAC, used only to *generate* offline data (datasets/sac_replay.py): its whole replay buffer,
+like D4RL's "replay" datasets (early episodes random, later ones increasingly competent), optionally
+followed by episodes of the final actor with action noise (a "medium-expert" style mix).
 
 Paper: Haarnoja et al., "Soft Actor-Critic Algorithms and Applications" (2018): tanh-squashed
 Gaussian actor, twin Q with clipped double-Q targets, learned temperature with target entropy -|A|.
@@ -7,7 +8,10 @@ Gaussian actor, twin Q with clipped double-Q targets, learned temperature with t
                  a' ~ pi(.|s')
     actor loss   mean(alpha log pi(a~|s) - min_i Q_i(s, a~)),  a~ ~ pi(.|s) (reparameterised)
     alpha loss   mean(-log_alpha (log pi(a~|s) - |A|))
-ReLU MLPs (cheaper than Mish on CPU; this network never touches the offline algorithms).
+One update = critic step, then actor and temperature steps on the updated critic, then the Polyak step
+(the order of cleanrl's sac_continuous_action.py). ReLU MLPs (cheaper than Mish on CPU; this network
+never touches the offline algorithms). The Gaussian noise of every sample is drawn outside the losses
+(from the run's generator), so the losses are pure tensor functions torch.compile can take whole.
 """
 
 from __future__ import annotations
@@ -18,126 +22,77 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from pipeline_steps.algorithms.common import ensemble_mlp, mlp, polyak_update
-from pipeline_steps.core.episodes import Episode
-from pipeline_steps.core.params import CollectSource, SacBehaviour
-from pipeline_steps.envs.dmc import episode_seed, make_env
+from pipeline_steps.algorithms.common import GradientStep, ensemble_mlp, mlp, polyak_update
+from pipeline_steps.core.params import SacBehaviour
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the usual SAC clip of the actor's log-std
 
 
 class SAC(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, cfg: SacBehaviour):
+    def __init__(self, obs_dim: int, act_dim: int, cfg: SacBehaviour, compile: bool = False):
         super().__init__()
         self.cfg, self.act_dim = cfg, act_dim
         self.actor = mlp(obs_dim, cfg.hidden, 2 * act_dim, layer_norm=False, activation=nn.ReLU)
         self.critic = ensemble_mlp(2, obs_dim + act_dim, cfg.hidden, 1, layer_norm=False, activation=nn.ReLU)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.zeros(()))
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        adam = lambda params: torch.optim.Adam(params, lr=cfg.lr, fused=True)  # noqa: E731
+        self.critic_step = GradientStep(self.critic_loss, adam(self.critic.parameters()), compile)
+        self.actor_step = GradientStep(self.actor_loss, adam(self.actor.parameters()), compile)
+        self.alpha_step = GradientStep(self.alpha_loss, adam([self.log_alpha]), compile)
 
-    def q(self, net, obs, act) -> torch.Tensor:
+    def q(self, net: nn.Module, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return net(torch.cat([obs, act], -1).expand(2, -1, -1)).squeeze(-1)  # [2, B]
 
-    def pi(self, obs, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised tanh-Gaussian sample and its log-prob: [B, A], [B]."""
+    def pi(self, obs: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised tanh-Gaussian sample a = tanh(mean + eps std) and its log-prob: [B, A], [B]."""
         mean, log_std = self.actor(obs).chunk(2, -1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        eps = torch.randn(mean.shape, generator=generator)
         u = mean + eps * log_std.exp()
-        a = torch.tanh(u)
         log_prob = (-0.5 * eps.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(
             -1
         )  # tanh Jacobian
-        return a, log_prob
+        return torch.tanh(u), log_prob
 
-    def update(self, b: dict[str, torch.Tensor], generator=None) -> None:
+    def critic_loss(self, obs, act, rew, next_obs, mask, eps_next) -> tuple[torch.Tensor, dict]:
         alpha = self.log_alpha.exp().detach()
         with torch.no_grad():
-            next_a, next_logp = self.pi(b["next_obs"], generator)
-            next_q = self.q(self.target_critic, b["next_obs"], next_a).min(0).values
-            target = b["rew"] + self.cfg.discount * b["mask"] * (next_q - alpha * next_logp)  # [B]
-        critic_loss = (self.q(self.critic, b["obs"], b["act"]) - target).square().mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+            next_a, next_logp = self.pi(next_obs, eps_next)  # a' ~ pi(.|s'): [B, A], [B]
+            next_q = self.q(self.target_critic, next_obs, next_a).min(0).values  # [B]
+            y = rew + self.cfg.discount * mask * (next_q - alpha * next_logp)  # [B]
+        loss = (self.q(self.critic, obs, act) - y).square().mean()
+        return loss, {"critic_loss": loss}
 
-        a, logp = self.pi(b["obs"], generator)
-        actor_loss = (alpha * logp - self.q(self.critic, b["obs"], a).min(0).values).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+    def actor_loss(self, obs, eps) -> tuple[torch.Tensor, dict]:
+        a, logp = self.pi(obs, eps)  # a~ ~ pi(.|s): [B, A], [B]
+        loss = (self.log_alpha.exp().detach() * logp - self.q(self.critic, obs, a).min(0).values).mean()
+        return loss, {"actor_loss": loss, "logp": logp.mean()}
 
-        alpha_loss = -(self.log_alpha * (logp.detach() - self.act_dim)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+    def alpha_loss(self, logp_mean) -> tuple[torch.Tensor, dict]:
+        loss = -self.log_alpha * (logp_mean - self.act_dim)  # target entropy -|A|
+        return loss, {"alpha_loss": loss}
+
+    def update(self, b: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One SAC update on a minibatch {obs, act, rew, next_obs, mask}; the noise from `generator`."""
+        eps_next = torch.randn(b["act"].shape, generator=generator)
+        eps = torch.randn(b["act"].shape, generator=generator)
+        info = self.critic_step(b["obs"], b["act"], b["rew"], b["next_obs"], b["mask"], eps_next)
+        info |= self.actor_step(b["obs"], eps)
+        info |= self.alpha_step(info["logp"])
         polyak_update(self.target_critic, self.critic, self.cfg.polyak)
+        return info
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, generator=None) -> np.ndarray:
-        a, _ = self.pi(torch.from_numpy(obs)[None], generator)
-        return a[0].numpy()
+    def act(self, obs: np.ndarray, generator: torch.Generator) -> np.ndarray:
+        """a ~ pi(.|s) for one observation [O] -> [A]."""
+        eps = torch.randn(1, self.act_dim, generator=generator)
+        mean, log_std = self.actor(torch.from_numpy(obs)[None]).chunk(2, -1)
+        return torch.tanh(mean + eps * log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp())[0].numpy()  # pi's a
 
-
-def collect_replay(env_name: str, cfg: CollectSource, seed: int) -> list[Episode]:
-    """Run SAC online for `cfg.transitions` env steps and return every episode it played."""
-    sac_cfg = cfg.sac
-    env = make_env(env_name)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    agent = SAC(obs_dim, act_dim, sac_cfg)
-    cap = cfg.transitions + 10_000  # whole episodes may overshoot the budget
-    replay = {
-        "obs": torch.zeros(cap, obs_dim),
-        "act": torch.zeros(cap, act_dim),
-        "rew": torch.zeros(cap),
-        "next_obs": torch.zeros(cap, obs_dim),
-        "mask": torch.zeros(cap),
-    }
-    episodes, step = [], 0
-    with tqdm(
-        total=cfg.transitions, desc=f"collect {env_name} (sac_replay)", unit="step", mininterval=2.0
-    ) as bar:
-        while step < cfg.transitions:
-            ep_seed = episode_seed(seed, len(episodes))
-            obs, info = env.reset(seed=ep_seed)
-            observations, actions, rewards, physics = [obs], [], [], [info["physics"]]
-            terminated = truncated = False
-            while not (terminated or truncated):
-                if step < sac_cfg.random_steps:
-                    action = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
-                else:
-                    action = agent.act(obs, gen)
-                next_obs, reward, terminated, truncated, info = env.step(action)
-                for k, v in (
-                    ("obs", obs),
-                    ("act", action),
-                    ("rew", reward),
-                    ("next_obs", next_obs),
-                    ("mask", 0.0 if terminated else 1.0),
-                ):
-                    replay[k][step] = torch.as_tensor(v)
-                step += 1
-                if step >= sac_cfg.random_steps and step % sac_cfg.update_every == 0:
-                    idx = torch.randint(step, (sac_cfg.batch_size,), generator=gen)
-                    agent.update({k: v[idx] for k, v in replay.items()}, gen)
-                observations.append(next_obs)
-                actions.append(action)
-                rewards.append(reward)
-                physics.append(info["physics"])
-                obs = next_obs
-            episodes.append(
-                Episode.from_steps(observations, actions, rewards, physics, terminated, truncated, ep_seed)
-            )
-            bar.update(len(actions))
-            bar.set_postfix(ret=f"{episodes[-1].ret:.1f}")
-    env.close()
-    return episodes
+    @torch.no_grad()
+    def mean_action(self, obs: np.ndarray) -> np.ndarray:
+        """tanh(mean) of pi(.|s): the deterministic action of the trained actor, [O] -> [A]."""
+        mean, _ = self.actor(torch.from_numpy(obs)[None]).chunk(2, -1)
+        return torch.tanh(mean)[0].numpy()

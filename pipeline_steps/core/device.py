@@ -25,11 +25,16 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
+def set_threads(runtime: RuntimeParams) -> None:
+    """torch's thread count from runtime.threads (0: torch's default, all cores)."""
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+
+
 def setup_torch(seed: int, runtime: RuntimeParams) -> torch.Generator:
     """Seed torch globally and return a dedicated generator, on runtime.device, for minibatch / noise
     sampling (on the CPU the same stream as before devices existed: the determinism tests hold)."""
-    if runtime.threads:
-        torch.set_num_threads(runtime.threads)
+    set_threads(runtime)
     torch.set_flush_denormal(True)  # denormal Adam moments (always-zero features) slow CPU updates ~15x
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator(device=resolve_device(runtime.device)).manual_seed(seed)

@@ -25,6 +25,7 @@ from pipeline_steps.envs.names import (
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]  # shimmy / numpy RandomState take seeds below 2**32 only
 Unit = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -54,6 +55,10 @@ class SacBehaviour(_Strict):
     polyak: Unit = Field(description="target-critic Polyak rate")
     random_steps: NonNegInt = Field(description="first env steps with uniform random actions")
     update_every: PosInt = Field(description="one gradient update per this many env steps")
+    expert_episodes: NonNegInt = Field(
+        description="episodes of the final actor (mean action + noise) appended after the online run"
+    )
+    expert_noise: NonNegFloat = Field(description="std of the Gaussian noise on those episodes' actions")
 
 
 class CollectSource(_Strict):

@@ -1,6 +1,6 @@
 """Data collected here by rolling out a behaviour policy in the env (params `dataset.collect`): uniform
 or temporally correlated (AR(1)) random actions, or the whole replay buffer of an online SAC run
-(algorithms/sac.py). Seeded: the same params give byte-identical episodes."""
+(sac_replay.py). Seeded: the same params give byte-identical episodes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from pipeline_steps.core.episodes import Episode
 from pipeline_steps.core.params import CollectSource
+from pipeline_steps.datasets import sac_replay
 from pipeline_steps.envs.dmc import FlatDmControl, episode_seed, make_env
 
 
@@ -43,12 +44,11 @@ def correlated_policy(action_dim: int, rng: np.random.Generator, theta: float, s
     return policy
 
 
-def collect(env_name: str, cfg: CollectSource, seed: int) -> list[Episode]:
-    """Roll out the configured behaviour until at least `cfg.transitions` steps are collected."""
+def collect(env_name: str, cfg: CollectSource, seed: int, compile: bool = False) -> list[Episode]:
+    """Roll out the configured behaviour until at least `cfg.transitions` steps are collected
+    (`compile`: torch.compile SAC's losses)."""
     if cfg.behaviour == "sac_replay":
-        from pipeline_steps.algorithms.sac import collect_replay
-
-        return collect_replay(env_name, cfg, seed)
+        return sac_replay.collect_replay(env_name, cfg, seed, compile)
     env = make_env(env_name)
     action_dim = env.action_space.shape[0]
     episodes, steps = [], 0

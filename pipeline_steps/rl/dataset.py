@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_steps.core import paths, stage, stage_shapes
+from pipeline_steps.core import device, paths, stage, stage_shapes
 from pipeline_steps.core.episodes import Episode, dataset_stats, write_minari
 from pipeline_steps.core.io import remove_tree, write_json_atomic
 from pipeline_steps.core.params import Params
@@ -37,7 +37,7 @@ def build_episodes(params: Params, env_name: str) -> list[Episode]:
         return ogbench.singletask(env_name, params.dataset.ogbench)
     cfg = params.dataset
     if cfg.source == "collect":
-        return collect.collect(env_name, cfg.collect, cfg.seed)
+        return collect.collect(env_name, cfg.collect, cfg.seed, params.runtime.compile)
     if cfg.source == "exorl":
         return exorl.exorl(env_name, cfg.exorl)
     return minari.from_minari(env_name, cfg.minari)
@@ -50,6 +50,7 @@ def run(params: Params, env_name: str, out_dir: Path) -> dict:
     # the dataset is renamed away in one step, so a kill mid-delete leaves no half dataset at `minari`
     (out_dir / "stats.json").unlink(missing_ok=True)
     remove_tree(out_dir / "minari")
+    device.set_threads(params.runtime)  # SAC's updates (sac_replay): one thread per job, as in training
     start = time.perf_counter()
     episodes = build_episodes(params, env_name)
     seconds = time.perf_counter() - start
