@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test lint deps install clean-venv results results-rl gc-results gc-large gc-giant breadth compare exps
+.PHONY: repro test lint deps install clean-venv results results-rl gc-results gc-large gc-giant breadth compare exps data-pilot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -103,6 +103,15 @@ breadth: $(STAMP)
 	snakemake --profile workflow/profiles/local --configfile profiles/breadth.yaml --keep-going $(BREADTH_SNAKE_ARGS); \
 	  status=$$?; python experiments/breadth_table.py --params profiles/breadth.yaml --out docs/results/breadth; \
 	  exit $$status
+
+# docs/results/data_pilot: the offline-RL data options on tuning seed 100 (experiments/data_pilot.py): one SAC
+# run of 200k steps (update every 2 steps, batch 256) gives the 100k and 200k replay buffers and the 200k mix,
+# one of 100k steps (every step, batch 128) the 100k mix; correlated data beside them
+data-pilot: $(STAMP)
+	python experiments/data_pilot.py --options none
+	python experiments/data_pilot.py --transitions 100000 --update-every 1 --batch-size 128 --tag _b128 \
+	  --no-correlated --options none
+	python experiments/data_pilot.py --skip-data --options sac_replay_200k,sac_mix_200k,sac_mix_100k_b128
 
 clean-venv:
 	rm -rf $(VENV)

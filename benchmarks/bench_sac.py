@@ -70,7 +70,7 @@ class SyncVectorEnv:
 
 
 gym.vector.SyncVectorEnv = SyncVectorEnv
-runpy.run_path({script!r}, run_name="__main__")
+runpy.run_path(SCRIPT, run_name="__main__")
 """
 
 
@@ -97,28 +97,32 @@ def ms_per_update(obs_dim: int, act_dim: int, cfg, compile_: bool, steps: int) -
 
 
 def steps_per_second(env: str, collect_cfg, compile_: bool, update_every: int, steps: int) -> float:
-    """Env steps per second of collect_replay while SAC learns: the difference of two runs, 1000 random
-    steps + `steps` and + 2 `steps` (start-up, random phase and compilation cancel out)."""
+    """Env steps per second of collect_replay while SAC learns: 1000 random steps, then `steps` learning
+    ones, timed from the end of the first learning episode (start-up and compilation excluded) to the end."""
+    from pipeline_steps.datasets import sac_replay
+
     sac = collect_cfg.sac.model_copy(update={"random_steps": 1000, "update_every": update_every})
-    seconds = []
-    for n in (steps, 2 * steps):
-        cfg = collect_cfg.model_copy(update={"transitions": 1000 + n, "sac": sac})
-        start = time.perf_counter()
+    cfg = collect_cfg.model_copy(update={"transitions": 1000 + steps, "sac": sac})
+    clock = {}
+    log_step = sac_replay.tracking.log_step
+    sac_replay.tracking.log_step = lambda row: clock.setdefault(row["step"], time.perf_counter())
+    try:
         collect_replay(env, cfg, seed=0, compile=compile_)
-        seconds.append(time.perf_counter() - start)
-    return steps / (seconds[1] - seconds[0])
+    finally:
+        sac_replay.tracking.log_step = log_step
+    return (1000 + steps - 2000) / (clock[1000 + steps] - clock[2000])
 
 
-def cleanrl_steps_per_second(cleanrl: str, env: str, steps: int) -> float:
+def cleanrl_steps_per_second(cleanrl: str, env: str, steps: int, batch_size: int) -> float:
     """cleanrl's SPS prints (global step / seconds since start, every 100 steps once learning starts at
     step 1000) turned into the env steps per second of its learning phase."""
     script = os.path.join(cleanrl, "cleanrl", "sac_continuous_action.py")
     args = [f"--env-id=cfgrl/{env}-v0", f"--total-timesteps={1000 + 2 * steps}", "--learning-starts=1000"]
-    args += ["--no-cuda", "--seed=0"]
+    args += [f"--batch-size={batch_size}", "--no-cuda", "--seed=0"]
     env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join([cleanrl, os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory() as tmp:  # its tensorboard logs
         out = subprocess.run(
-            [sys.executable, "-c", CLEANRL_LAUNCH.format(script=script), *args],
+            [sys.executable, "-c", CLEANRL_LAUNCH.replace("SCRIPT", repr(script)), *args],
             capture_output=True,
             text=True,
             env=env_vars,
@@ -136,7 +140,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--env", default="walker-run")
-    ap.add_argument("--steps", type=int, default=3000, help="learning env steps of each collection run")
+    ap.add_argument(
+        "--steps", type=int, default=3000, help="learning env steps of each collection run (>= 2000)"
+    )
     ap.add_argument("--updates", type=int, default=500, help="timed updates of the ms-per-update measure")
     ap.add_argument("--cleanrl", help="a cleanrl checkout: also run its sac_continuous_action.py")
     args = ap.parse_args()
@@ -149,17 +155,22 @@ def main() -> None:
     print(f"cpu: {hardware('cpu')}")
     sac = collect_cfg.sac
     print(f"{args.env}: obs {obs_dim}, act {act_dim}; SAC hidden {sac.hidden}, batch {sac.batch_size}")
-    for compile_ in (False, True):
-        ms = ms_per_update(obs_dim, act_dim, collect_cfg.sac, compile_, args.updates)
-        print(f"ms per SAC update ({'compiled' if compile_ else 'eager'}): {ms:.2f}")
-    for compile_ in (False, True):
-        for every in (1, 2):
-            sps = steps_per_second(args.env, collect_cfg, compile_, every, args.steps)
-            mode = "compiled" if compile_ else "eager"
-            print(f"collect_replay env steps/s ({mode}, update_every {every}): {sps:.0f}")
+    for batch in sorted({sac.batch_size, 256}):
+        cfg = sac.model_copy(update={"batch_size": batch})
+        for compile_ in (False, True):
+            ms = ms_per_update(obs_dim, act_dim, cfg, compile_, args.updates)
+            print(f"ms per SAC update, batch {batch} ({'compiled' if compile_ else 'eager'}): {ms:.2f}")
+    sps = steps_per_second(args.env, collect_cfg, True, 2, args.steps)
+    print(f"collect_replay env steps/s, batch {sac.batch_size} (compiled, update_every 2): {sps:.0f}")
     if args.cleanrl:
-        sps = cleanrl_steps_per_second(args.cleanrl, args.env, args.steps)
-        print(f"cleanrl sac_continuous_action.py env steps/s (1 critic update per step): {sps:.0f}")
+        for batch in sorted({sac.batch_size, 256}):
+            sps = cleanrl_steps_per_second(args.cleanrl, args.env, args.steps, batch)
+            print(
+                f"cleanrl sac_continuous_action.py env steps/s, batch {batch} (update every step): {sps:.0f}"
+            )
+            cfg = collect_cfg.model_copy(update={"sac": sac.model_copy(update={"batch_size": batch})})
+            sps = steps_per_second(args.env, cfg, True, 1, args.steps)
+            print(f"collect_replay env steps/s, batch {batch} (compiled, update_every 1): {sps:.0f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
         "TINY profile (tests and smoke runs; numbers are meaningless)",
         {
             "envs": "[cheetah-run]",
+            "dataset.collect.behaviour": "correlated",  # seconds to make (the default's SAC run: minutes)
             "dataset.collect.transitions": "2000",
             **{
                 f"{s}.{k}": v
@@ -129,6 +130,7 @@ PROFILES["breadth"] = (
     " `make breadth`)",
     {
         "envs": f"[{TABLE1}, {TABLE2_LOCAL}]",
+        "dataset.collect.behaviour": "correlated",  # fourteen tasks: SAC data for each is out of the budget
         "dataset.collect.transitions": "100000",
         "dataset.ogbench.generate.episodes": "50",
         **{f"{s}.steps": "10000" for s in TRAINING},
