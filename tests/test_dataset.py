@@ -715,6 +715,7 @@ def test_sac_critic_fits_rewards_and_the_actor_climbs_its_q():
         "next_obs": obs,
         "mask": torch.ones(64),
     }
+
     def reward_of_mean_action():
         with torch.no_grad():
             a, _ = agent.pi(obs, torch.zeros(64, 2))

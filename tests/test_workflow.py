@@ -427,7 +427,14 @@ def test_parallel_repro_outputs_equal_the_snakemake_runs(tiny2_dvc, tiny2_run):
 
 
 def test_repro_waves_and_jobs():
-    from pipeline_steps.both.repro import BRANCH_STAGES, GC_BRANCH_STAGES, default_jobs, repro, waves
+    from pipeline_steps.both.repro import (
+        BRANCH_STAGES,
+        GC_BRANCH_STAGES,
+        default_jobs,
+        repro,
+        repro_jobs,
+        waves,
+    )
     from pipeline_steps.core.params import load_params
 
     p = load_params(REPO / "profiles" / "results.yaml")
@@ -461,6 +468,10 @@ def test_repro_waves_and_jobs():
     assert stages["train_gc"]["matrix"]["algo"] == list(GC_ALGOS)
     assert default_jobs(0) == 1  # threads 0 takes every core: one branch at a time
     assert default_jobs(1) == len(os.sched_getaffinity(0)) and default_jobs(10**6) == 1
+    # make repro: one more where both halves run on one thread per stage (the gc branch beside the others)
+    assert repro_jobs(p) == default_jobs(1) + 1
+    assert repro_jobs(p.model_copy(update={"gc_envs": []})) == default_jobs(1)
+    assert repro_jobs(p.model_copy(update={"runtime": p.runtime.model_copy(update={"threads": 0})})) == 1
     with pytest.raises(ValueError, match="at least 1, got 0"):
         repro(p, 0)
 

@@ -12,7 +12,8 @@ lock (it holds it only around each stage's status check and bookkeeping), so sev
      checking their shared dataset@<env> at once would fail; wave 1 has brought it up to date;
   3. a plain `dvc repro`: the plots, the aggregate, and anything the waves left
 with at most `jobs` processes at once. Every stage uses `runtime.threads` torch threads, so jobs
-default to cores // threads; threads = 0 (torch's default: all cores) gives one job. Because a
+default to cores // threads, plus one when both halves run on one thread per stage (repro_jobs);
+threads = 0 (torch's default: all cores) gives one job. Because a
 stage's numbers depend on its thread count but not on what runs beside it, the outputs and
 dvc.lock equal those of a plain `dvc repro` (tests/test_workflow.py checks this on the tiny2 profile).
 """
@@ -154,13 +155,22 @@ def repro(params: Params, jobs: int) -> None:
         raise ReproError("dvc repro failed (see its output above)")
 
 
+def repro_jobs(params: Params) -> int:
+    """make repro's processes at once: default_jobs, plus one where both halves run and each stage takes
+    one thread. The goal-conditioned branch (a few minutes) then runs beside the offline-RL branches
+    instead of after them, with every core busy to the end (three processes share two cores; a stage's
+    numbers depend on its thread count, not on what runs beside it)."""
+    extra = params.runtime.threads == 1 and bool(params.envs) and bool(params.gc_envs)
+    return default_jobs(params.runtime.threads) + extra
+
+
 def main(
-    jobs: int = typer.Option(0, help="branches side by side (0: cores // runtime.threads)"),
+    jobs: int = typer.Option(0, help="branches side by side (0: repro_jobs, cores // runtime.threads + 1)"),
 ) -> None:
     """Run `dvc repro` with the env / seed branches side by side (on params.yaml, as dvc.yaml does)."""
     try:
         p = load_params("params.yaml")  # a ParamsError lists the bad keys, without a traceback
-        n = jobs or default_jobs(p.runtime.threads)
+        n = jobs or repro_jobs(p)
         threads = p.runtime.threads or "all"
         print(f"repro: {n} branch(es) at a time, {threads} torch thread(s) per stage", flush=True)
         repro(p, n)
