@@ -70,6 +70,7 @@ PROFILES: dict[str, tuple[str, dict[str, str]]] = {
                 )
                 if (s, k) != ("train_awf", "hidden")
             },
+            "train_fql.alphas": "[0.03, 0.1, 0.3, 1.0, 3.0, 10.0]",
             "train_cfgrl.eval_every": "50000",  # 20 points on the return-over-training curve
             "train_awr.eval_every": "50000",
             "train_cfgrl.eval_episodes": "5",
